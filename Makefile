@@ -1,0 +1,35 @@
+# Every target sets up what it needs: `make test` and `make run` work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: install test lint pytest run bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check fastapi_stack_auth example_app tests bench
+	$(BIN)/ruff format --check fastapi_stack_auth example_app tests bench
+	$(BIN)/mypy --strict fastapi_stack_auth
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint pytest
+
+run: $(STAMP)
+	$(BIN)/python -m uvicorn example_app.main:app --host $(HOST) --port $(PORT)
+
+bench: $(STAMP)
+	$(BIN)/python bench/overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

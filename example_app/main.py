@@ -1,0 +1,62 @@
+"""Example app: public, optional-auth and protected routes, a protected router and a WebSocket.
+
+Run it with ``make run`` (or ``uvicorn example_app.main:app``) with ``STACK_*`` settings in the
+environment or in ``.env``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, WebSocket
+
+from fastapi_stack_auth import StackAuth, StackUser, current_user, optional_user, require_user
+
+stack = StackAuth()
+app = FastAPI(title="fastapi-stack-auth example")
+stack.init_app(app)
+
+
+@app.get("/")
+async def index() -> dict[str, str]:
+    """Public: no credential needed."""
+    return {"message": "Hello, world"}
+
+
+@app.get("/hello")
+async def hello(user: StackUser | None = Depends(optional_user)) -> dict[str, str]:
+    """Optional auth: greets the user by name when a valid token is sent."""
+    name = (user.display_name or user.primary_email or user.id) if user else "stranger"
+    return {"message": f"Hello, {name}"}
+
+
+@app.get("/me")
+async def me(user: StackUser = Depends(current_user)) -> dict[str, Any]:
+    """Protected: the signed-in user's profile."""
+    return {
+        "id": user.id,
+        "email": user.primary_email,
+        "display_name": user.display_name,
+        "signed_up_at": user.signed_up_at.isoformat(),
+        "selected_team_id": user.selected_team_id,
+    }
+
+
+admin = APIRouter(prefix="/admin", dependencies=[Depends(require_user)])
+
+
+@admin.get("/stats")
+async def stats() -> dict[str, int]:
+    """Protected by the router: every route under /admin needs a signed-in user."""
+    return {"users_online": 1}
+
+
+app.include_router(admin)
+
+
+@app.websocket("/ws")
+async def ws(websocket: WebSocket, user: StackUser = Depends(current_user)) -> None:
+    """Protected WebSocket: closed with 1008 when the token is missing or invalid."""
+    await websocket.accept()
+    await websocket.send_json({"hello": user.id})
+    await websocket.close()

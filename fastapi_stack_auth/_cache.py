@@ -1,0 +1,100 @@
+"""The verified-token cache: bounded, TTL capped at the token's ``exp``, single-flight."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from cachetools import TLRUCache
+
+V = TypeVar("V")
+
+#: A loader returns the value and the wall-clock time (epoch seconds) after which it is stale.
+Loader = Callable[[], Awaitable[tuple[V, float]]]
+
+
+def token_key(token: str) -> bytes:
+    """Cache key of a token: its SHA-256 digest, so raw tokens are never kept as keys."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _deadline(_key: bytes, entry: tuple[float, object], _now: float) -> float:
+    return entry[0]
+
+
+class TokenCache(Generic[V]):
+    """Maps token digests to verified values.
+
+    An entry lives for ``ttl`` seconds, but never past the expiry its loader reports (the
+    token's ``exp``); at ``maxsize`` entries the least recently used goes. ``get_or_load`` runs
+    one load per key at a time: concurrent callers for the same uncached key share it.
+    Failures are never cached.
+    """
+
+    def __init__(
+        self,
+        *,
+        maxsize: int,
+        ttl: float,
+        clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._timer = timer
+        self._entries: TLRUCache[bytes, tuple[float, V]] = TLRUCache(
+            maxsize=maxsize, ttu=_deadline, timer=timer
+        )
+        self._inflight: dict[bytes, asyncio.Task[V]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: bytes) -> V | None:
+        """The cached value for ``key``, or ``None``."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry[1]
+
+    def put(self, key: bytes, value: V, expires_at: float) -> None:
+        """Cache ``value`` until ``expires_at`` (epoch seconds) or the TTL, whichever is first."""
+        lifetime = min(self.ttl, expires_at - self._clock())
+        if lifetime > 0:
+            self._entries[key] = (self._timer() + lifetime, value)
+
+    def discard(self, key: bytes) -> None:
+        """Forget ``key`` (e.g. after a sign-out the app learned about)."""
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._entries.clear()
+
+    async def get_or_load(self, key: bytes, loader: Loader[V]) -> V:
+        """The cached value for ``key``, else the result of one shared call to ``loader``."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            return entry[1]
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load(key, loader))
+            self._inflight[key] = task
+            task.add_done_callback(self._forget(key))
+        # shield: a caller that goes away (client disconnect) must not cancel the others' load.
+        return await asyncio.shield(task)
+
+    async def _load(self, key: bytes, loader: Loader[V]) -> V:
+        value, expires_at = await loader()
+        self.put(key, value, expires_at)
+        return value
+
+    def _forget(self, key: bytes) -> Callable[[asyncio.Task[V]], None]:
+        def done(task: asyncio.Task[V]) -> None:
+            if self._inflight.get(key) is task:
+                del self._inflight[key]
+            if not task.cancelled():
+                task.exception()  # mark retrieved: every waiter may have gone away
+
+        return done

@@ -1,0 +1,114 @@
+"""The FastAPI dependencies: ``current_user``, ``optional_user``, ``require_user``."""
+
+from __future__ import annotations
+
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
+from starlette.exceptions import WebSocketException
+from starlette.requests import HTTPConnection
+from starlette.status import (
+    WS_1008_POLICY_VIOLATION,
+    WS_1011_INTERNAL_ERROR,
+    WS_1013_TRY_AGAIN_LATER,
+)
+
+from ._auth import StackAuth
+from ._errors import AuthError, not_authenticated
+from ._models import StackUser
+from ._tokens import credential_from_headers
+
+_SCHEME_DESCRIPTION = (
+    "A Stack Auth access token. Send it as `Authorization: Bearer <token>`, "
+    "`x-stack-access-token: <token>`, the Stack JS SDK's `x-stack-auth` JSON header, or "
+    "`Authorization: Bearer stackauth_<base64 JSON>`."
+)
+
+
+def _stack_of(conn: HTTPConnection) -> StackAuth:
+    stack = getattr(conn.app.state, "stack_auth", None)
+    if not isinstance(stack, StackAuth):
+        raise RuntimeError(
+            "No StackAuth is attached to this app: create one and call stack.init_app(app)"
+        )
+    return stack
+
+
+def _ws_close_code(error: AuthError) -> int:
+    if error.status_code == 503:
+        return WS_1013_TRY_AGAIN_LATER
+    if error.status_code >= 500:
+        return WS_1011_INTERNAL_ERROR
+    return WS_1008_POLICY_VIOLATION
+
+
+class UserDependency(SecurityBase):
+    """A dependency that resolves the request's Stack Auth user.
+
+    ``current_user``, ``optional_user`` and ``require_user`` are instances; make your own for
+    a route-level policy, e.g. ``Depends(UserDependency(allow_anonymous=True))``.
+
+    It is a ``fastapi.security`` scheme (HTTP Bearer), so ``/docs`` shows an Authorize button.
+    It accepts HTTP requests and WebSockets (closed with 1008 when authentication fails), and
+    stores the user in ``request.state.stack_user``.
+    """
+
+    def __init__(
+        self,
+        *,
+        optional: bool = False,
+        allow_anonymous: bool | None = None,
+        allow_restricted: bool | None = None,
+        stack: StackAuth | None = None,
+    ) -> None:
+        self.model = HTTPBearerModel(bearerFormat="JWT", description=_SCHEME_DESCRIPTION)
+        self.scheme_name = "StackAuth"
+        self.optional = optional
+        self.allow_anonymous = allow_anonymous
+        self.allow_restricted = allow_restricted
+        self.stack = stack
+
+    def __repr__(self) -> str:
+        return (
+            f"UserDependency(optional={self.optional}, allow_anonymous={self.allow_anonymous}, "
+            f"allow_restricted={self.allow_restricted})"
+        )
+
+    async def __call__(self, conn: HTTPConnection) -> StackUser | None:
+        try:
+            return await self._resolve(conn)
+        except AuthError as error:
+            if conn.scope["type"] == "websocket":
+                raise WebSocketException(_ws_close_code(error), error.detail) from None
+            raise
+
+    async def _resolve(self, conn: HTTPConnection) -> StackUser | None:
+        stack = self.stack or _stack_of(conn)
+        raw = credential_from_headers(conn.scope["headers"])
+        if raw is None:
+            if self.optional:
+                return None
+            raise not_authenticated()
+        identity = await stack.authenticate(raw)
+        try:
+            stack.authorize(
+                identity,
+                allow_anonymous=self.allow_anonymous,
+                allow_restricted=self.allow_restricted,
+            )
+        except AuthError:
+            if self.optional:
+                return None  # a public route treats a user it may not let in as signed out
+            raise
+        conn.state.stack_user = identity.user
+        conn.state.stack_claims = identity.claims
+        return identity.user
+
+
+#: ``Depends(current_user)``: the signed-in ``StackUser``; 401/403 otherwise.
+current_user = UserDependency()
+#: ``Depends(optional_user)``: the ``StackUser``, or ``None`` when no credential is sent.
+#: A credential that is sent but invalid is still answered 401.
+optional_user = UserDependency(optional=True)
+#: ``dependencies=[Depends(require_user)]``: protect a router or route. The same object as
+#: ``current_user``, so a route that also asks for ``current_user`` verifies only once.
+require_user = current_user

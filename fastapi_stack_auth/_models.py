@@ -1,0 +1,164 @@
+"""Typed shapes from Stack Auth: `StackUser` (full profile) and `TokenClaims` (the JWT)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    computed_field,
+    model_validator,
+)
+
+
+def _from_millis(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+
+
+class _StackModel(BaseModel):
+    # Unknown fields from newer Stack versions are kept (``model_extra``), never an error.
+    # Frozen, because one verified user is shared by every request that carries the same token.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class RestrictedReason(_StackModel):
+    """Why a user is restricted: ``anonymous``, ``email_not_verified`` or
+    ``restricted_by_administrator``."""
+
+    type: str
+
+
+class OAuthProvider(_StackModel):
+    """An OAuth account linked to the user."""
+
+    id: str
+    account_id: str
+    email: str | None = None
+
+
+class SignUpRiskScores(_StackModel):
+    """Risk scores (0-100) Stack computed at sign-up."""
+
+    bot: int = 0
+    free_trial_abuse: int = 0
+
+
+class RiskScores(_StackModel):
+    """Risk scores of a user (server-only)."""
+
+    sign_up: SignUpRiskScores = Field(default_factory=SignUpRiskScores)
+
+
+class Team(_StackModel):
+    """A Stack Auth team (``created_at_millis`` and ``server_metadata`` are server-only)."""
+
+    id: str
+    display_name: str
+    profile_image_url: str | None = None
+    client_metadata: JsonValue = None
+    client_read_only_metadata: JsonValue = None
+    server_metadata: JsonValue = None
+    created_at_millis: int | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def created_at(self) -> datetime | None:
+        """``created_at_millis`` as an aware UTC datetime."""
+        return _from_millis(self.created_at_millis)
+
+
+class StackUser(_StackModel):
+    """A Stack Auth user, as ``GET /api/v1/users/me`` returns it with server access.
+
+    Server-only fields (``server_metadata``, ``last_active_at_millis``, ``country_code``, ...)
+    are optional so the same model reads client responses too.
+    """
+
+    id: str
+    primary_email: str | None = None
+    primary_email_verified: bool = False
+    primary_email_auth_enabled: bool | None = None
+    display_name: str | None = None
+    profile_image_url: str | None = None
+    signed_up_at_millis: int
+    last_active_at_millis: int | None = None
+    has_password: bool = False
+    otp_auth_enabled: bool = False
+    passkey_auth_enabled: bool = False
+    auth_with_email: bool = False
+    requires_totp_mfa: bool = False
+    oauth_providers: tuple[OAuthProvider, ...] = ()
+    client_metadata: JsonValue = None
+    client_read_only_metadata: JsonValue = None
+    server_metadata: JsonValue = None
+    selected_team_id: str | None = None
+    selected_team: Team | None = None
+    is_anonymous: bool = False
+    is_restricted: bool = False
+    restricted_reason: RestrictedReason | None = None
+    restricted_by_admin: bool = False
+    restricted_by_admin_reason: str | None = None
+    restricted_by_admin_private_details: str | None = None
+    country_code: str | None = None
+    risk_scores: RiskScores | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def signed_up_at(self) -> datetime:
+        """``signed_up_at_millis`` as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.signed_up_at_millis / 1000, tz=timezone.utc)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def last_active_at(self) -> datetime | None:
+        """``last_active_at_millis`` as an aware UTC datetime (server access only)."""
+        return _from_millis(self.last_active_at_millis)
+
+
+class TokenClaims(_StackModel):
+    """The claims of a Stack Auth access token (a snapshot taken when the token was issued)."""
+
+    sub: str
+    project_id: str | None = None
+    branch_id: str = Field(default="main", validation_alias=AliasChoices("branch_id", "branchId"))
+    refresh_token_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("refresh_token_id", "refreshTokenId")
+    )
+    role: str | None = None
+    name: str | None = None
+    email: str | None = None
+    email_verified: bool = False
+    selected_team_id: str | None = None
+    signed_up_at: int | None = None
+    is_anonymous: bool = False
+    is_restricted: bool = False
+    restricted_reason: RestrictedReason | None = None
+    requires_totp_mfa: bool = False
+    iss: str | None = None
+    aud: str
+    iat: int | None = None
+    exp: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_restricted(cls, data: Any) -> Any:
+        # Tokens from before restricted users existed carry no ``is_restricted``: Stack treats
+        # them as restricted exactly when they are anonymous, and so do we.
+        if isinstance(data, dict) and "is_restricted" not in data:
+            data = {**data, "is_restricted": bool(data.get("is_anonymous", False))}
+        return data
+
+    @property
+    def user_id(self) -> str:
+        """The user id (the ``sub`` claim)."""
+        return self.sub
+
+    @property
+    def expires_at(self) -> datetime:
+        """``exp`` as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.exp, tz=timezone.utc)

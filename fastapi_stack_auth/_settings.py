@@ -1,0 +1,91 @@
+"""Configuration: `StackAuthSettings`, from `STACK_*` environment variables and `.env`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ._errors import StackAuthConfigError
+
+ENV_PREFIX = "STACK_"
+
+
+class StackAuthSettings(BaseSettings):
+    """Everything ``StackAuth`` needs, from ``STACK_*`` environment variables or a ``.env`` file.
+
+    Explicit keyword arguments win over the environment. Keys are ``SecretStr``: they never
+    appear in a ``repr``, a log line or an error message.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    project_id: str = Field(min_length=1, description="Stack Auth project id.")
+    secret_server_key: SecretStr = Field(description="Secret server key of the project.")
+    publishable_client_key: SecretStr | None = Field(
+        default=None, description="Publishable client key (optional for server access)."
+    )
+    api_url: str = Field(
+        default="https://api.stack-auth.com",
+        description="Base URL of Stack Auth (self-hosted Stack or the local emulator).",
+    )
+    cache_ttl: float = Field(
+        default=30.0, ge=0, description="Seconds a verified token is trusted without asking again."
+    )
+    cache_max_entries: int = Field(default=10_000, ge=1, description="Most tokens cached at once.")
+    http_timeout: float = Field(default=5.0, gt=0, description="Seconds per call to Stack Auth.")
+    allow_anonymous: bool = Field(default=False, description="Let anonymous users in.")
+    allow_restricted: bool = Field(
+        default=False, description="Let restricted users in (e.g. email not yet verified)."
+    )
+    check_keys_on_startup: bool = Field(
+        default=True, description="Ask Stack Auth once at startup whether our keys are accepted."
+    )
+
+    @field_validator("api_url")
+    @classmethod
+    def _check_api_url(cls, value: str) -> str:
+        try:
+            url = httpx.URL(value)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise ValueError("must be an http:// or https:// URL") from exc
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> StackAuthSettings:
+    """Build settings from the environment and ``overrides``.
+
+    Raises ``StackAuthConfigError`` naming each offending environment variable. The message is
+    built from field names and pydantic's error text only, never from the input values, so a
+    secret typed into the wrong variable cannot leak through it.
+    """
+    try:
+        return StackAuthSettings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            if error["type"] == "missing":
+                problems.append(f"{env_name(field)} is required but not set")
+            else:
+                problems.append(f"{env_name(field)} is invalid: {error['msg']}")
+        raise StackAuthConfigError(
+            "Stack Auth settings are incomplete: "
+            + "; ".join(problems)
+            + " (set them in the environment, in .env, or pass them to StackAuth(...))"
+        ) from None
