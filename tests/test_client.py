@@ -1,0 +1,248 @@
+"""StackClient: the server headers it sends and how it reads Stack's answers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from fastapi_stack_auth import (
+    InvalidAccessTokenError,
+    ProjectCredentialsError,
+    StackAPIError,
+    StackAuthError,
+    StackAuthSettings,
+    StackBadResponseError,
+    StackClient,
+    StackUnavailableError,
+    UserGoneError,
+    UserNotAllowedError,
+)
+from tests.conftest import (
+    FIXTURES,
+    PROJECT_ID,
+    PUBLISHABLE_KEY,
+    SECRET_KEY,
+    fixture_json,
+    mint_token,
+    user_body,
+)
+
+
+@pytest.fixture
+async def client(
+    stack_settings: dict[str, Any], mock_api: respx.MockRouter
+) -> Any:  # AsyncIterator[StackClient]
+    async with StackClient(StackAuthSettings(**stack_settings)) as opened:
+        yield opened
+
+
+async def test_sends_server_headers_and_token(
+    client: StackClient, mock_api: respx.MockRouter
+) -> None:
+    route = mock_api.get("/users/me").respond(200, json=user_body())
+    token = mint_token()
+    await client.get_current_user(token)
+    sent = route.calls.last.request.headers
+    assert sent["x-stack-access-type"] == "server"
+    assert sent["x-stack-project-id"] == PROJECT_ID
+    assert sent["x-stack-secret-server-key"] == SECRET_KEY
+    assert sent["x-stack-publishable-client-key"] == PUBLISHABLE_KEY
+    assert sent["x-stack-access-token"] == token
+    assert sent["x-stack-allow-anonymous-user"] == "true"
+    assert sent["x-stack-allow-restricted-user"] == "true"
+    assert sent["x-stack-client-version"].startswith("python @fastapi_stack_auth@")
+    # Stack never reads Authorization: the token must travel as x-stack-access-token only.
+    assert "authorization" not in sent
+
+
+async def test_client_version_matches_stacks_pattern(client: StackClient) -> None:
+    import re
+
+    from fastapi_stack_auth._client import CLIENT_VERSION
+
+    assert re.fullmatch(r"(\w+)\s+(@[\w/]+)@([\d.]+)", CLIENT_VERSION)
+
+
+async def test_project_check_sends_no_access_token(
+    client: StackClient, mock_api: respx.MockRouter
+) -> None:
+    route = mock_api.get("/projects/current").respond(
+        200, json=fixture_json("projects-current.json")
+    )
+    assert (await client.get_current_project())["id"] == "internal"
+    assert "x-stack-access-token" not in route.calls.last.request.headers
+
+
+def _error_fixture(path: str) -> httpx.Response:
+    data = json.loads((FIXTURES / path).read_text())
+    return httpx.Response(data["status"], headers=data["headers"], json=data["body"])
+
+
+@pytest.mark.parametrize(
+    ("fixture", "exc_type", "code"),
+    [
+        ("errors/UNPARSABLE_ACCESS_TOKEN.json", InvalidAccessTokenError, "UNPARSABLE_ACCESS_TOKEN"),
+        (
+            "errors-constructed/ACCESS_TOKEN_EXPIRED.json",
+            InvalidAccessTokenError,
+            "ACCESS_TOKEN_EXPIRED",
+        ),
+        (
+            "errors-constructed/INVALID_PROJECT_FOR_ACCESS_TOKEN.json",
+            InvalidAccessTokenError,
+            "INVALID_PROJECT_FOR_ACCESS_TOKEN",
+        ),
+        (
+            "errors/CANNOT_GET_OWN_USER_WITHOUT_USER.json",
+            UserGoneError,
+            "CANNOT_GET_OWN_USER_WITHOUT_USER",
+        ),
+        (
+            "errors/ANONYMOUS_AUTHENTICATION_NOT_ALLOWED.json",
+            UserNotAllowedError,
+            "ANONYMOUS_AUTHENTICATION_NOT_ALLOWED",
+        ),
+        (
+            "errors-constructed/RESTRICTED_USER_NOT_ALLOWED.json",
+            UserNotAllowedError,
+            "RESTRICTED_USER_NOT_ALLOWED",
+        ),
+        (
+            "errors-constructed/INVALID_SECRET_SERVER_KEY.json",
+            ProjectCredentialsError,
+            "INVALID_SECRET_SERVER_KEY",
+        ),
+        (
+            "errors/SERVER_AUTHENTICATION_REQUIRED.json",
+            ProjectCredentialsError,
+            "SERVER_AUTHENTICATION_REQUIRED",
+        ),
+        (
+            "errors/CURRENT_PROJECT_NOT_FOUND.json",
+            ProjectCredentialsError,
+            "CURRENT_PROJECT_NOT_FOUND",
+        ),
+        (
+            "errors/INVALID_PUBLISHABLE_CLIENT_KEY.json",
+            ProjectCredentialsError,
+            "INVALID_PUBLISHABLE_CLIENT_KEY",
+        ),
+        ("errors/SCHEMA_ERROR.json", StackAPIError, "SCHEMA_ERROR"),
+        (
+            "errors-constructed/OVERRIDE_ERROR_STATUS.UNPARSABLE_ACCESS_TOKEN.json",
+            InvalidAccessTokenError,
+            "UNPARSABLE_ACCESS_TOKEN",
+        ),
+    ],
+)
+async def test_error_envelope_becomes_typed_exception(
+    client: StackClient, mock_api: respx.MockRouter, fixture: str, exc_type: type, code: str
+) -> None:
+    response = _error_fixture(fixture)
+    mock_api.get("/users/me").mock(return_value=response)
+    with pytest.raises(exc_type) as info:
+        await client.get_current_user(mint_token())
+    error = info.value
+    assert error.code == code
+    body = json.loads((FIXTURES / fixture).read_text())["body"]
+    assert error.message == body["error"]  # the text is in `error`, not `message`
+    assert dict(error.details) == body.get("details", {})
+
+
+async def test_project_credentials_error_names_the_setting(
+    client: StackClient, mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/projects/current").mock(
+        return_value=_error_fixture("errors-constructed/INVALID_SECRET_SERVER_KEY.json")
+    )
+    with pytest.raises(ProjectCredentialsError) as info:
+        await client.get_current_project()
+    assert info.value.setting == "STACK_SECRET_SERVER_KEY"
+
+
+async def test_spec_style_message_field_is_read_too(
+    client: StackClient, mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").respond(
+        401,
+        headers={"x-stack-known-error": "UNPARSABLE_ACCESS_TOKEN"},
+        json={"code": "UNPARSABLE_ACCESS_TOKEN", "message": "from the spec"},
+    )
+    with pytest.raises(InvalidAccessTokenError) as info:
+        await client.get_current_user(mint_token())
+    assert info.value.message == "from the spec"
+
+
+async def test_plain_text_error(client: StackClient, mock_api: respx.MockRouter) -> None:
+    data = fixture_json("errors/plain/TEAMS_LIST_CLIENT_FORBIDDEN.json")
+    mock_api.get("/users/me").respond(data["status"], text=str(data["body"]))
+    with pytest.raises(StackAPIError) as info:
+        await client.get_current_user(mint_token())
+    assert (info.value.status_code, info.value.code) == (data["status"], None)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+async def test_5xx_is_unavailable(
+    client: StackClient, mock_api: respx.MockRouter, status: int
+) -> None:
+    mock_api.get("/users/me").respond(status, text="boom")
+    with pytest.raises(StackUnavailableError):
+        await client.get_current_user(mint_token())
+
+
+async def test_429_is_unavailable_with_its_retry_after(
+    client: StackClient, mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").respond(429, headers={"retry-after": "7"}, json={"message": "slow"})
+    with pytest.raises(StackUnavailableError) as info:
+        await client.get_current_user(mint_token())
+    assert info.value.retry_after == 7
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("cut")],
+)
+async def test_network_failures_are_unavailable(
+    client: StackClient, mock_api: respx.MockRouter, exc: Exception
+) -> None:
+    mock_api.get("/users/me").mock(side_effect=exc)
+    with pytest.raises(StackUnavailableError):
+        await client.get_current_user(mint_token())
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(200, text="<html>not json</html>"),
+        httpx.Response(200, json=["a", "list"]),
+        httpx.Response(200, content=b'{"id": "trunc'),
+        httpx.Response(302, headers={"location": "https://elsewhere.test"}),
+    ],
+)
+async def test_unusable_success_is_a_bad_response(
+    client: StackClient, mock_api: respx.MockRouter, response: httpx.Response
+) -> None:
+    mock_api.get("/users/me").mock(return_value=response)
+    with pytest.raises(StackBadResponseError):
+        await client.get_current_user(mint_token())
+
+
+async def test_closed_client_says_how_to_start_it(stack_settings: dict[str, Any]) -> None:
+    client = StackClient(StackAuthSettings(**stack_settings))
+    with pytest.raises(StackAuthError, match="lifespan"):
+        await client.get_current_project()
+
+
+async def test_open_and_close_are_idempotent(stack_settings: dict[str, Any]) -> None:
+    client = StackClient(StackAuthSettings(**stack_settings))
+    await client.open()
+    await client.open()
+    assert client.is_open
+    await client.aclose()
+    await client.aclose()
+    assert not client.is_open

@@ -1,0 +1,634 @@
+"""The dependencies end to end through FastAPI, with Stack Auth mocked by respx."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from fastapi_stack_auth import (
+    StackAuth,
+    StackUser,
+    UserDependency,
+    current_user,
+    optional_user,
+    require_user,
+)
+from tests.conftest import FIXTURES, SECRET_KEY, USER_ID, mint_token, user_body
+
+ANON_ID = "b7a1c3d5-e9f2-4a6b-8c0d-2e4f6a8b0c1d"
+
+
+def build_app(stack: StackAuth) -> FastAPI:
+    app = FastAPI()
+    stack.init_app(app)
+
+    @app.get("/me")
+    async def me(user: StackUser = Depends(current_user)) -> dict[str, Any]:
+        return {"id": user.id, "signed_up_at": user.signed_up_at.isoformat()}
+
+    @app.get("/hello")
+    async def hello(user: StackUser | None = Depends(optional_user)) -> dict[str, Any]:
+        return {"id": user.id if user else None}
+
+    @app.get("/anon-ok")
+    async def anon_ok(
+        user: StackUser = Depends(UserDependency(allow_anonymous=True)),
+    ) -> dict[str, Any]:
+        return {"id": user.id}
+
+    @app.get("/restricted-ok")
+    async def restricted_ok(
+        user: StackUser = Depends(UserDependency(allow_restricted=True)),
+    ) -> dict[str, Any]:
+        return {"id": user.id}
+
+    @app.get("/state", dependencies=[Depends(require_user)])
+    async def state(request: Request) -> dict[str, Any]:
+        return {"id": request.state.stack_user.id, "sub": request.state.stack_claims.sub}
+
+    admin = APIRouter(prefix="/admin", dependencies=[Depends(require_user)])
+
+    @admin.get("/stats")
+    async def stats() -> dict[str, int]:
+        return {"n": 1}
+
+    app.include_router(admin)
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, user: StackUser = Depends(current_user)) -> None:
+        await websocket.accept()
+        await websocket.send_json({"id": user.id})
+        await websocket.close()
+
+    return app
+
+
+@pytest.fixture
+async def client(stack: StackAuth) -> AsyncIterator[httpx.AsyncClient]:
+    app = build_app(stack)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as c:
+        yield c
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    assert set(body) == {"detail", "code"}
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+# --- success ----------------------------------------------------------------------------------
+
+
+async def test_valid_token_gives_the_user(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter
+) -> None:
+    route = mock_api.get("/users/me").respond(200, json=user_body())
+    response = await client.get("/me", headers=bearer(mint_token()))
+    assert response.status_code == 200
+    assert response.json() == {"id": USER_ID, "signed_up_at": "2026-01-01T00:00:00+00:00"}
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize("shape", ["x-stack-access-token", "x-stack-auth", "stackauth", "bearer"])
+async def test_every_header_shape_authenticates(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter, shape: str
+) -> None:
+    import base64
+
+    route = mock_api.get("/users/me").respond(200, json=user_body())
+    token = mint_token()
+    sdk = json.dumps({"accessToken": token, "refreshToken": "rt"})
+    headers = {
+        "x-stack-access-token": {"x-stack-access-token": token},
+        "x-stack-auth": {"x-stack-auth": sdk},
+        "stackauth": {
+            "Authorization": "Bearer stackauth_" + base64.b64encode(sdk.encode()).decode()
+        },
+        "bearer": bearer(token),
+    }[shape]
+    assert (await client.get("/me", headers=headers)).status_code == 200
+    assert route.calls.last.request.headers["x-stack-access-token"] == token
+
+
+async def test_precedence_is_applied_end_to_end(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter
+) -> None:
+    route = mock_api.get("/users/me").respond(200, json=user_body())
+    winner, loser = mint_token(), mint_token()
+    await client.get("/me", headers={"x-stack-access-token": winner, **bearer(loser)})
+    assert route.calls.last.request.headers["x-stack-access-token"] == winner
+
+
+async def test_unknown_fields_from_stack_are_tolerated(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").respond(200, json=user_body(brand_new_field={"x": 1}))
+    assert (await client.get("/me", headers=bearer(mint_token()))).status_code == 200
+
+
+async def test_user_in_request_state_and_router_protection(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").respond(200, json=user_body())
+    token = mint_token()
+    response = await client.get("/state", headers=bearer(token))
+    assert response.json() == {"id": USER_ID, "sub": USER_ID}
+    assert (await client.get("/admin/stats", headers=bearer(token))).json() == {"n": 1}
+    assert_error(await client.get("/admin/stats"), 401, "NOT_AUTHENTICATED")
+
+
+# --- 401s that need no upstream call ---------------------------------------------------------
+
+
+async def test_no_credential(client: httpx.AsyncClient, mock_api: respx.MockRouter) -> None:
+    route = mock_api.get("/users/me")
+    response = await client.get("/me")
+    assert_error(response, 401, "NOT_AUTHENTICATED")
+    assert response.headers["www-authenticate"] == 'Bearer realm="stack-auth"'
+    assert route.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({"x-stack-access-token": "not-a-jwt"}, "INVALID_TOKEN"),
+        ({"x-stack-access-token": "a" * 9000 + ".b.c"}, "INVALID_TOKEN"),
+        ({"x-stack-auth": "{broken"}, "MALFORMED_CREDENTIALS"),
+        ({"x-stack-auth": "[" * 10000}, "MALFORMED_CREDENTIALS"),
+        ({"Authorization": "Bearer stackauth_%%%"}, "MALFORMED_CREDENTIALS"),
+        ({"Authorization": "Bearer a.b"}, "INVALID_TOKEN"),
+        ({"Authorization": "Bearer " + mint_token(alg="HS256")}, "INVALID_TOKEN"),
+        ({"Authorization": "Bearer " + mint_token(alg="none")}, "INVALID_TOKEN"),
+        ({"Authorization": "Bearer " + mint_token(exp_in=-5)}, "TOKEN_EXPIRED"),
+        ({"Authorization": "Bearer " + mint_token(project_id="other-project")}, "INVALID_TOKEN"),
+    ],
+)
+async def test_bad_input_is_401_without_upstream_call(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter, headers: dict[str, str], code: str
+) -> None:
+    route = mock_api.get("/users/me")
+    response = await client.get("/me", headers=headers)
+    assert_error(response, 401, code)
+    assert 'error="invalid' in response.headers["www-authenticate"]
+    assert route.call_count == 0
+
+
+async def test_non_ascii_header_is_401(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter
+) -> None:
+    route = mock_api.get("/users/me")
+    response = await client.get("/me", headers=[(b"x-stack-access-token", "ä.b.c".encode())])
+    assert_error(response, 401, "MALFORMED_CREDENTIALS")
+    assert route.call_count == 0
+
+
+async def test_repeated_authorization_header_is_401(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter
+) -> None:
+    token = mint_token()
+    headers = [(b"authorization", f"Bearer {token}".encode())] * 2
+    assert_error(await client.get("/me", headers=headers), 401, "MALFORMED_CREDENTIALS")
+
+
+# --- what Stack says, mapped by whose fault it is ---------------------------------------------
+
+
+def _fixture_response(path: str) -> httpx.Response:
+    data = json.loads((FIXTURES / path).read_text())
+    return httpx.Response(data["status"], headers=data["headers"], json=data["body"])
+
+
+@pytest.mark.parametrize(
+    ("fixture", "status", "code"),
+    [
+        ("errors/UNPARSABLE_ACCESS_TOKEN.json", 401, "INVALID_TOKEN"),
+        ("errors-constructed/ACCESS_TOKEN_EXPIRED.json", 401, "TOKEN_EXPIRED"),
+        ("errors-constructed/INVALID_PROJECT_FOR_ACCESS_TOKEN.json", 401, "INVALID_TOKEN"),
+        # The trap: a deleted user's valid token gets 400 from Stack, 401 from us.
+        ("errors/CANNOT_GET_OWN_USER_WITHOUT_USER.json", 401, "USER_NOT_FOUND"),
+        ("errors/ANONYMOUS_AUTHENTICATION_NOT_ALLOWED.json", 403, "ANONYMOUS_USER_NOT_ALLOWED"),
+        ("errors-constructed/RESTRICTED_USER_NOT_ALLOWED.json", 403, "RESTRICTED_USER_NOT_ALLOWED"),
+        ("errors-constructed/INVALID_SECRET_SERVER_KEY.json", 500, "SERVER_MISCONFIGURED"),
+        ("errors/SERVER_AUTHENTICATION_REQUIRED.json", 500, "SERVER_MISCONFIGURED"),
+        ("errors/CURRENT_PROJECT_NOT_FOUND.json", 500, "SERVER_MISCONFIGURED"),
+        ("errors/INVALID_PUBLISHABLE_CLIENT_KEY.json", 500, "SERVER_MISCONFIGURED"),
+        ("errors/INSUFFICIENT_ACCESS_TYPE.json", 500, "SERVER_MISCONFIGURED"),
+        ("errors/SCHEMA_ERROR.json", 500, "SERVER_MISCONFIGURED"),
+        (
+            "errors-constructed/OVERRIDE_ERROR_STATUS.UNPARSABLE_ACCESS_TOKEN.json",
+            401,
+            "INVALID_TOKEN",
+        ),
+        ("errors-constructed/RATE_LIMIT_DEV_ONLY_429.json", 503, "STACK_AUTH_UNAVAILABLE"),
+    ],
+)
+async def test_stack_errors_map_by_whose_fault(
+    client: httpx.AsyncClient,
+    mock_api: respx.MockRouter,
+    fixture: str,
+    status: int,
+    code: str,
+) -> None:
+    upstream = _fixture_response(fixture)
+    mock_api.get("/users/me").mock(return_value=upstream)
+    response = await client.get("/me", headers=bearer(mint_token()))
+    assert_error(response, status, code)
+    # Upstream text never reaches our client.
+    upstream_text = json.loads((FIXTURES / fixture).read_text())["body"]
+    for value in (upstream_text.get("error"), upstream_text.get("message")):
+        if value:
+            assert value not in response.text
+
+
+@pytest.mark.parametrize(
+    ("fixture", "setting"),
+    [
+        ("errors-constructed/INVALID_SECRET_SERVER_KEY.json", "STACK_SECRET_SERVER_KEY"),
+        ("errors/SERVER_AUTHENTICATION_REQUIRED.json", "STACK_SECRET_SERVER_KEY"),
+        ("errors/CURRENT_PROJECT_NOT_FOUND.json", "STACK_PROJECT_ID"),
+        ("errors/INVALID_PUBLISHABLE_CLIENT_KEY.json", "STACK_PUBLISHABLE_CLIENT_KEY"),
+    ],
+)
+async def test_misconfiguration_logs_the_setting_to_fix(
+    client: httpx.AsyncClient,
+    mock_api: respx.MockRouter,
+    caplog: pytest.LogCaptureFixture,
+    fixture: str,
+    setting: str,
+) -> None:
+    mock_api.get("/users/me").mock(return_value=_fixture_response(fixture))
+    with caplog.at_level(logging.ERROR, logger="fastapi_stack_auth"):
+        await client.get("/me", headers=bearer(mint_token()))
+    assert setting in caplog.text
+    assert SECRET_KEY not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("mock", "retry_after"),
+    [
+        ({"side_effect": httpx.ConnectError("refused")}, "5"),
+        ({"side_effect": httpx.ConnectTimeout("slow")}, "5"),
+        ({"side_effect": httpx.ReadTimeout("slow")}, "5"),
+        (
+            {
+                "return_value": httpx.Response(
+                    503, text="maintenance", headers={"retry-after": "30"}
+                )
+            },
+            "30",
+        ),
+        ({"return_value": httpx.Response(500, text="Internal error, request id 42")}, "5"),
+        ({"return_value": httpx.Response(429, json={"message": "slow down"})}, "5"),
+    ],
+)
+async def test_unreachable_stack_is_503_with_retry_after(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter, mock: dict[str, Any], retry_after: str
+) -> None:
+    mock_api.get("/users/me").mock(**mock)
+    response = await client.get("/me", headers=bearer(mint_token()))
+    assert_error(response, 503, "STACK_AUTH_UNAVAILABLE")
+    assert response.headers["retry-after"] == retry_after
+    assert "maintenance" not in response.text
+    assert "request id" not in response.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"primary_email": "x@example.com"},  # no id, no signed_up_at_millis
+        {"id": USER_ID, "signed_up_at_millis": "yesterday"},
+        {"id": "someone-else", "signed_up_at_millis": 1},  # another user than the token's
+    ],
+)
+async def test_unusable_user_body_is_502(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter, body: dict[str, Any]
+) -> None:
+    mock_api.get("/users/me").respond(200, json=body)
+    assert_error(
+        await client.get("/me", headers=bearer(mint_token())), 502, "STACK_AUTH_BAD_RESPONSE"
+    )
+
+
+# --- anonymous and restricted users ---------------------------------------------------------
+
+
+def anonymous_body() -> dict[str, Any]:
+    return user_body(
+        id=ANON_ID,
+        is_anonymous=True,
+        is_restricted=True,
+        restricted_reason={"type": "anonymous"},
+        primary_email=None,
+    )
+
+
+def restricted_body() -> dict[str, Any]:
+    return user_body(
+        is_restricted=True,
+        restricted_reason={"type": "email_not_verified"},
+        primary_email_verified=False,
+    )
+
+
+async def test_anonymous_user_refused_by_default_allowed_on_opt_in(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").respond(200, json=anonymous_body())
+    token = mint_token(sub=ANON_ID, kind="anonymous")
+    assert_error(await client.get("/me", headers=bearer(token)), 403, "ANONYMOUS_USER_NOT_ALLOWED")
+    assert (await client.get("/anon-ok", headers=bearer(token))).json() == {"id": ANON_ID}
+    # Restricted opt-in does not let anonymous users in.
+    assert (await client.get("/restricted-ok", headers=bearer(token))).status_code == 403
+    # A public route treats a user it may not let in as signed out.
+    assert (await client.get("/hello", headers=bearer(token))).json() == {"id": None}
+
+
+async def test_restricted_user_refused_by_default_allowed_on_opt_in(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").respond(200, json=restricted_body())
+    token = mint_token(kind="restricted")
+    response = await client.get("/me", headers=bearer(token))
+    assert_error(response, 403, "RESTRICTED_USER_NOT_ALLOWED")
+    assert (await client.get("/restricted-ok", headers=bearer(token))).status_code == 200
+    assert (await client.get("/anon-ok", headers=bearer(token))).status_code == 403
+
+
+async def test_settings_allow_anonymous_and_restricted(
+    stack_settings: dict[str, Any], mock_api: respx.MockRouter
+) -> None:
+    stack = StackAuth(**stack_settings, allow_anonymous=True, allow_restricted=True)
+    async with (
+        stack,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=build_app(stack)), base_url="http://app.test"
+        ) as client,
+    ):
+        mock_api.get("/users/me").respond(200, json=anonymous_body())
+        anon = await client.get("/me", headers=bearer(mint_token(sub=ANON_ID, kind="anonymous")))
+        assert anon.status_code == 200
+        mock_api.get("/users/me").respond(200, json=restricted_body())
+        restricted = await client.get("/me", headers=bearer(mint_token(kind="restricted")))
+        assert restricted.status_code == 200
+
+
+# --- optional_user ----------------------------------------------------------------------------
+
+
+async def test_optional_user(client: httpx.AsyncClient, mock_api: respx.MockRouter) -> None:
+    route = mock_api.get("/users/me").respond(200, json=user_body())
+    assert (await client.get("/hello")).json() == {"id": None}
+    assert route.call_count == 0
+    assert (await client.get("/hello", headers=bearer(mint_token()))).json() == {"id": USER_ID}
+    # A credential that is sent and bad is still 401: the client must learn its token is bad.
+    assert_error(await client.get("/hello", headers=bearer("garbage")), 401, "INVALID_TOKEN")
+    mock_api.get("/users/me").mock(
+        return_value=_fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json")
+    )
+    assert_error(await client.get("/hello", headers=bearer(mint_token())), 401, "INVALID_TOKEN")
+
+
+async def test_optional_user_with_null_sdk_tokens_is_anonymous_visitor(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter
+) -> None:
+    headers = {"x-stack-auth": json.dumps({"accessToken": None, "refreshToken": None})}
+    assert (await client.get("/hello", headers=headers)).json() == {"id": None}
+    assert_error(await client.get("/me", headers=headers), 401, "NOT_AUTHENTICATED")
+
+
+# --- caching ------------------------------------------------------------------------------------
+
+
+async def test_cache_hit_makes_no_second_call(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter
+) -> None:
+    route = mock_api.get("/users/me").respond(200, json=user_body())
+    token = mint_token()
+    for _ in range(5):
+        assert (await client.get("/me", headers=bearer(token))).status_code == 200
+    assert route.call_count == 1
+    # Another token is another entry.
+    await client.get("/me", headers=bearer(mint_token()))
+    assert route.call_count == 2
+
+
+async def test_one_token_100_concurrent_requests_make_one_upstream_call(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter
+) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def slow_stack(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        started.set()
+        await release.wait()
+        return httpx.Response(200, json=user_body())
+
+    mock_api.get("/users/me").mock(side_effect=slow_stack)
+    token = mint_token()
+    requests = [asyncio.create_task(client.get("/me", headers=bearer(token))) for _ in range(100)]
+    await started.wait()
+    release.set()
+    responses = await asyncio.gather(*requests)
+    assert [r.status_code for r in responses] == [200] * 100
+    assert calls == 1
+
+
+async def test_failures_are_not_cached(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter
+) -> None:
+    route = mock_api.get("/users/me")
+    route.side_effect = [httpx.Response(503), httpx.Response(200, json=user_body())]
+    token = mint_token()
+    assert (await client.get("/me", headers=bearer(token))).status_code == 503
+    assert (await client.get("/me", headers=bearer(token))).status_code == 200
+    assert route.call_count == 2
+
+
+async def test_rejected_token_is_asked_again_not_cached_as_success(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter
+) -> None:
+    route = mock_api.get("/users/me").mock(
+        return_value=_fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json")
+    )
+    token = mint_token()
+    for _ in range(2):
+        assert (await client.get("/me", headers=bearer(token))).status_code == 401
+    assert route.call_count == 2
+
+
+async def test_cache_keys_are_not_raw_tokens(stack: StackAuth, mock_api: respx.MockRouter) -> None:
+    mock_api.get("/users/me").respond(200, json=user_body())
+    token = mint_token()
+    await stack.authenticate(token)
+    keys = list(stack.cache._entries.keys())
+    assert len(keys) == 1
+    assert token.encode() not in keys[0]
+    assert len(keys[0]) == 32
+
+
+# --- WebSockets, OpenAPI, wiring -------------------------------------------------------------
+
+
+def test_websocket_routes_are_protected(
+    stack_settings: dict[str, Any], mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").respond(200, json=user_body())
+    app = build_app(StackAuth(**stack_settings))
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws", headers=bearer(mint_token())) as ws:
+            assert ws.receive_json() == {"id": USER_ID}
+        with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect("/ws") as ws:
+            ws.receive_json()
+        assert info.value.code == 1008
+        with (
+            pytest.raises(WebSocketDisconnect) as info,
+            client.websocket_connect("/ws", headers=bearer("garbage")) as ws,
+        ):
+            ws.receive_json()
+        assert info.value.code == 1008
+
+
+def test_websocket_closes_1013_when_stack_is_down(
+    stack_settings: dict[str, Any], mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").mock(side_effect=httpx.ConnectError("down"))
+    with TestClient(build_app(StackAuth(**stack_settings))) as client:
+        with (
+            pytest.raises(WebSocketDisconnect) as info,
+            client.websocket_connect("/ws", headers=bearer(mint_token())) as ws,
+        ):
+            ws.receive_json()
+        assert info.value.code == 1013
+
+
+def test_openapi_declares_the_bearer_scheme(stack_settings: dict[str, Any]) -> None:
+    app = build_app(StackAuth(**stack_settings))
+    schema = TestClient(app).get("/openapi.json").json()
+    scheme = schema["components"]["securitySchemes"]["StackAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert schema["paths"]["/me"]["get"]["security"] == [{"StackAuth": []}]
+    assert schema["paths"]["/hello"]["get"]["security"] == [{"StackAuth": []}]
+    assert schema["paths"]["/admin/stats"]["get"]["security"] == [{"StackAuth": []}]
+
+
+def test_init_app_composes_with_the_apps_own_lifespan(
+    stack_settings: dict[str, Any], mock_api: respx.MockRouter
+) -> None:
+    events: list[str] = []
+    stack = StackAuth(**stack_settings)
+
+    @asynccontextmanager
+    async def own_lifespan(app: FastAPI) -> AsyncIterator[dict[str, str]]:
+        events.append(f"app start, stack open={stack.client.is_open}")
+        yield {"from_app": "yes"}
+        events.append("app stop")
+
+    app = FastAPI(lifespan=own_lifespan)
+    stack.init_app(app)
+
+    @app.get("/state")
+    async def state(request: Request) -> dict[str, str]:
+        return {"from_app": request.state.from_app}
+
+    with TestClient(app) as client:
+        assert stack.client.is_open
+        assert client.get("/state").json() == {"from_app": "yes"}
+    assert events == ["app start, stack open=True", "app stop"]
+    assert not stack.client.is_open
+
+
+def test_dependency_without_init_app_says_what_to_do() -> None:
+    app = FastAPI()
+
+    @app.get("/me")
+    async def me(user: StackUser = Depends(current_user)) -> str:
+        return user.id
+
+    with pytest.raises(RuntimeError, match="init_app"):
+        TestClient(app).get("/me", headers=bearer(mint_token()))
+
+
+def test_explicit_stack_for_a_second_project(
+    stack_settings: dict[str, Any], mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").respond(200, json=user_body())
+    main = StackAuth(**stack_settings)
+    other = StackAuth(**stack_settings)
+    app = FastAPI()
+    main.init_app(app)
+
+    @app.get("/other")
+    async def other_route(user: StackUser = Depends(UserDependency(stack=other))) -> str:
+        return user.id
+
+    with TestClient(app) as client:
+        # `other` was never started: using it proves the dependency really uses it.
+        response = client.get("/other", headers=bearer(mint_token()))
+    assert response.status_code == 500
+
+
+# --- startup key check ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mock", "level", "needle"),
+    [
+        (
+            {
+                "return_value": _fixture_response(
+                    "errors-constructed/INVALID_SECRET_SERVER_KEY.json"
+                )
+            },
+            "ERROR",
+            "STACK_SECRET_SERVER_KEY",
+        ),
+        (
+            {"return_value": _fixture_response("errors/CURRENT_PROJECT_NOT_FOUND.json")},
+            "ERROR",
+            "STACK_PROJECT_ID",
+        ),
+        ({"side_effect": httpx.ConnectError("refused")}, "WARNING", "unreachable"),
+        ({"return_value": httpx.Response(200, json={"id": "p"})}, "INFO", "accepted"),
+    ],
+)
+def test_startup_checks_keys_once(
+    stack_settings: dict[str, Any],
+    mock_api: respx.MockRouter,
+    caplog: pytest.LogCaptureFixture,
+    mock: dict[str, Any],
+    level: str,
+    needle: str,
+) -> None:
+    route = mock_api.get("/projects/current").mock(**mock)
+    stack = StackAuth(**{**stack_settings, "check_keys_on_startup": True})
+    app = FastAPI()
+    stack.init_app(app)
+    with caplog.at_level(logging.INFO, logger="fastapi_stack_auth"), TestClient(app):
+        pass  # startup did not crash
+    assert route.call_count == 1
+    records = [r for r in caplog.records if r.name == "fastapi_stack_auth"]
+    assert any(r.levelname == level and needle in r.getMessage() for r in records), records
+    assert SECRET_KEY not in caplog.text

@@ -1,0 +1,88 @@
+"""No token, secret key or cookie in any log line (any logger, any level), repr or error body."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+
+from fastapi_stack_auth import StackAuth, StackUser, current_user
+from tests.conftest import FIXTURES, PUBLISHABLE_KEY, SECRET_KEY, mint_token, user_body
+
+COOKIE = "stack-refresh-secretcookievalue"
+
+
+def _fixture_response(path: str) -> httpx.Response:
+    data = json.loads((FIXTURES / path).read_text())
+    return httpx.Response(data["status"], headers=data["headers"], json=data["body"])
+
+
+UPSTREAM = [
+    httpx.Response(200, json=user_body()),
+    _fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json"),
+    _fixture_response("errors-constructed/ACCESS_TOKEN_EXPIRED.json"),
+    _fixture_response("errors/CANNOT_GET_OWN_USER_WITHOUT_USER.json"),
+    _fixture_response("errors-constructed/INVALID_SECRET_SERVER_KEY.json"),
+    _fixture_response("errors/SCHEMA_ERROR.json"),
+    httpx.Response(503, text="down"),
+    httpx.Response(200, text="not json"),
+    httpx.ConnectError("refused"),
+    httpx.ReadTimeout("slow"),
+]
+
+
+def test_nothing_secret_reaches_logs_or_bodies(
+    stack_settings: dict[str, Any], mock_api: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = StackAuth(**{**stack_settings, "check_keys_on_startup": True})
+    app = FastAPI()
+    stack.init_app(app)
+
+    @app.get("/me")
+    async def me(user: StackUser = Depends(current_user)) -> str:
+        return user.id
+
+    mock_api.get("/projects/current").mock(
+        return_value=_fixture_response("errors-constructed/INVALID_SECRET_SERVER_KEY.json")
+    )
+    route = mock_api.get("/users/me")
+    tokens: list[str] = []
+    bodies: list[str] = []
+    with caplog.at_level(logging.DEBUG), TestClient(app) as client:
+        for upstream in UPSTREAM:
+            if isinstance(upstream, Exception):
+                route.mock(side_effect=upstream)
+            else:
+                route.mock(return_value=upstream)
+            for shape in ("bearer", "header", "sdk"):
+                token = mint_token()
+                tokens.append(token)
+                headers = {
+                    "bearer": {"Authorization": f"Bearer {token}"},
+                    "header": {"x-stack-access-token": token},
+                    "sdk": {
+                        "x-stack-auth": json.dumps(
+                            {"accessToken": token, "refreshToken": "rt_secret"}
+                        )
+                    },
+                }[shape]
+                response = client.get("/me", headers={**headers, "Cookie": COOKIE})
+                bodies.append(response.text + str(response.headers))
+        # Malformed credentials must not be echoed either.
+        for bad in ("x" * 20 + ".secretpart", '{"accessToken": "secret-in-json"', "[" * 3000):
+            response = client.get("/me", headers={"x-stack-auth": bad})
+            bodies.append(response.text + str(response.headers))
+
+    assert any(r.levelno >= logging.ERROR for r in caplog.records)  # logging did happen
+    text = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    everything = text + "\n".join(bodies)
+    for secret in [*tokens, SECRET_KEY, PUBLISHABLE_KEY, COOKIE, "rt_secret"]:
+        assert secret not in everything
+    assert "secret-in-json" not in everything
+    assert "secretpart" not in everything

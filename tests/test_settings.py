@@ -1,0 +1,92 @@
+"""Settings: environment, .env, overrides, clear errors, no secret in any repr or message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fastapi_stack_auth import StackAuth, StackAuthConfigError, StackAuthSettings
+from tests.conftest import PROJECT_ID, SECRET_KEY
+
+
+def test_reads_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STACK_PROJECT_ID", PROJECT_ID)
+    monkeypatch.setenv("STACK_SECRET_SERVER_KEY", SECRET_KEY)
+    monkeypatch.setenv("STACK_API_URL", "http://127.0.0.1:8102/")
+    monkeypatch.setenv("STACK_CACHE_TTL", "12.5")
+    monkeypatch.setenv("STACK_CACHE_MAX_ENTRIES", "7")
+    monkeypatch.setenv("STACK_HTTP_TIMEOUT", "2")
+    monkeypatch.setenv("STACK_ALLOW_ANONYMOUS", "true")
+    stack = StackAuth()
+    s = stack.settings
+    assert s.project_id == PROJECT_ID
+    assert s.secret_server_key.get_secret_value() == SECRET_KEY
+    assert s.api_url == "http://127.0.0.1:8102"  # trailing slash removed
+    assert (s.cache_ttl, s.cache_max_entries, s.http_timeout) == (12.5, 7, 2.0)
+    assert s.allow_anonymous is True
+    assert s.allow_restricted is False
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = StackAuthSettings(project_id=PROJECT_ID, secret_server_key=SECRET_KEY)
+    assert s.api_url == "https://api.stack-auth.com"
+    assert s.cache_ttl == 30
+    assert s.publishable_client_key is None
+    assert s.check_keys_on_startup is True
+
+
+def test_reads_dotenv_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        f"STACK_PROJECT_ID={PROJECT_ID}\nSTACK_SECRET_SERVER_KEY={SECRET_KEY}\n"
+    )
+    assert StackAuth().settings.project_id == PROJECT_ID
+
+
+def test_explicit_arguments_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STACK_PROJECT_ID", "from-env")
+    monkeypatch.setenv("STACK_SECRET_SERVER_KEY", SECRET_KEY)
+    assert StackAuth(project_id="explicit").settings.project_id == "explicit"
+
+
+def test_missing_settings_name_the_environment_variables() -> None:
+    with pytest.raises(StackAuthConfigError) as info:
+        StackAuth()
+    message = str(info.value)
+    assert "STACK_PROJECT_ID is required" in message
+    assert "STACK_SECRET_SERVER_KEY is required" in message
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__
+
+
+def test_invalid_setting_message_names_variable_but_not_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STACK_PROJECT_ID", PROJECT_ID)
+    monkeypatch.setenv("STACK_SECRET_SERVER_KEY", SECRET_KEY)
+    # A secret pasted into the wrong variable must not be echoed back.
+    monkeypatch.setenv("STACK_CACHE_TTL", "ssk_oops_pasted_secret")
+    monkeypatch.setenv("STACK_API_URL", "ftp://ssk_other_secret@example.com")
+    with pytest.raises(StackAuthConfigError) as info:
+        StackAuth()
+    message = str(info.value)
+    assert "STACK_CACHE_TTL is invalid" in message
+    assert "STACK_API_URL is invalid" in message
+    assert "ssk_oops_pasted_secret" not in message
+    assert "ssk_other_secret" not in message
+
+
+def test_settings_and_overrides_are_exclusive() -> None:
+    settings = StackAuthSettings(project_id=PROJECT_ID, secret_server_key=SECRET_KEY)
+    with pytest.raises(TypeError):
+        StackAuth(settings, project_id="other")
+
+
+def test_no_secret_in_reprs() -> None:
+    settings = StackAuthSettings(
+        project_id=PROJECT_ID, secret_server_key=SECRET_KEY, publishable_client_key="pck_secret"
+    )
+    stack = StackAuth(settings)
+    for text in (repr(settings), str(settings), repr(stack), settings.model_dump_json()):
+        assert SECRET_KEY not in text
+        assert "pck_secret" not in text
