@@ -67,7 +67,6 @@ class StackAuth:
             maxsize=self.settings.cache_max_entries, ttl=self.settings.cache_ttl
         )
         self.verifier: Verifier = verifier or RemoteVerifier(self.client)
-        self._project_prefix = self.settings.project_id
 
     def __repr__(self) -> str:
         s = self.settings
@@ -209,7 +208,8 @@ class StackAuth:
         if isinstance(exc, StackBadResponseError):
             logger.error("Stack Auth sent a response we cannot use: %s", exc)
             return stack_bad_response()
-        logger.error("Stack Auth verification failed: %s", type(exc).__name__)
+        # Our own exceptions carry our own words only (never a token or key): log them whole.
+        logger.error("Stack Auth verification failed: %s", exc)
         return server_misconfigured()
 
     def authorize(
