@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +20,7 @@ from starlette.websockets import WebSocketDisconnect
 from fastapi_stack_auth import (
     StackAuth,
     StackUser,
+    TokenCache,
     UserDependency,
     current_user,
     optional_user,
@@ -632,3 +634,54 @@ def test_startup_checks_keys_once(
     records = [r for r in caplog.records if r.name == "fastapi_stack_auth"]
     assert any(r.levelname == level and needle in r.getMessage() for r in records), records
     assert SECRET_KEY not in caplog.text
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("exp_in", "advance", "calls_after"),
+    [
+        (600, 29, 1),  # within the TTL: still a hit
+        (600, 31, 2),  # past the 30 s TTL: asked again
+        (10, 11, 2),  # the token's exp (10 s) comes before the TTL: asked again
+    ],
+)
+async def test_cache_entry_lives_for_ttl_but_never_past_exp(
+    stack: StackAuth,
+    client: httpx.AsyncClient,
+    mock_api: respx.MockRouter,
+    exp_in: int,
+    advance: int,
+    calls_after: int,
+) -> None:
+    timer = _Clock()
+    shift = 0.0  # how far the test has moved wall time forward
+    stack.cache = TokenCache(maxsize=10, ttl=30, clock=lambda: time.time() + shift, timer=timer)
+    route = mock_api.get("/users/me").respond(200, json=user_body())
+    token = mint_token(exp_in=exp_in)
+    assert (await client.get("/me", headers=bearer(token))).status_code == 200
+    timer.now += advance
+    shift += advance
+    assert (await client.get("/me", headers=bearer(token))).status_code == 200
+    assert route.call_count == calls_after
+
+
+async def test_cache_max_entries_evicts(
+    stack_settings: dict[str, Any], mock_api: respx.MockRouter
+) -> None:
+    route = mock_api.get("/users/me").respond(200, json=user_body())
+    async with StackAuth(**stack_settings, cache_max_entries=2) as stack:
+        first, second, third = mint_token(), mint_token(), mint_token()
+        for token in (first, second, third):
+            await stack.authenticate(token)
+        assert len(stack.cache) == 2
+        await stack.authenticate(first)  # evicted: asked again
+        assert route.call_count == 4
+        await stack.authenticate(third)  # still cached
+        assert route.call_count == 4
