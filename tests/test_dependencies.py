@@ -685,3 +685,32 @@ async def test_cache_max_entries_evicts(
         assert route.call_count == 4
         await stack.authenticate(third)  # still cached
         assert route.call_count == 4
+
+
+async def test_router_and_route_dependencies_verify_once(
+    stack: StackAuth, mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").respond(200, json=user_body())
+    calls = 0
+    authenticate = stack.authenticate
+
+    async def counting(raw: str) -> Any:
+        nonlocal calls
+        calls += 1
+        return await authenticate(raw)
+
+    stack.authenticate = counting  # type: ignore[method-assign]
+    app = FastAPI()
+    stack.init_app(app)
+    router = APIRouter(dependencies=[Depends(require_user)])
+
+    @router.get("/both")
+    async def both(user: StackUser = Depends(current_user)) -> str:
+        return user.id
+
+    app.include_router(router)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://app.test"
+    ) as client:
+        assert (await client.get("/both", headers=bearer(mint_token()))).status_code == 200
+    assert calls == 1
