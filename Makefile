@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+LINTED := fastapi_stack_auth example_app tests $(wildcard bench)
 
 .PHONY: install test lint pytest run bench clean
 
@@ -16,8 +17,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check fastapi_stack_auth example_app tests bench
-	$(BIN)/ruff format --check fastapi_stack_auth example_app tests bench
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy --strict fastapi_stack_auth
 
 pytest: $(STAMP)
