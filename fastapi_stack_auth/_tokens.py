@@ -54,10 +54,14 @@ def credential_from_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> str |
     """The raw access token of a request (``None`` when none is sent), from ASGI headers.
 
     Raises ``AuthError`` (401) for a credential header that is repeated or cannot be read.
+    ``Authorization`` headers of another scheme than Bearer (e.g. Basic) are not ours: they
+    are ignored, whatever they hold and however many there are.
     """
     found: dict[bytes, bytes] = {}
     for name, value in raw_headers:
         if name in _CREDENTIAL_HEADERS:
+            if name == _AUTHORIZATION and not _is_bearer(value):
+                continue
             if name in found:
                 raise malformed_credentials(f"The {name.decode()} header is sent more than once")
             found[name] = value
@@ -78,6 +82,11 @@ def credential_from_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> str |
     return None
 
 
+def _is_bearer(value: bytes) -> bool:
+    scheme = value.split(None, 1)[0] if value.strip() else b""
+    return scheme.lower() == b"bearer"
+
+
 def _decode_header(value: bytes, name: str) -> str:
     try:
         return value.decode("ascii")
@@ -86,10 +95,9 @@ def _decode_header(value: bytes, name: str) -> str:
 
 
 def _token_from_authorization(value: str) -> str | None:
-    scheme, _, credentials = value.partition(" ")
-    if scheme.lower() != "bearer":
-        return None  # another scheme (e.g. Basic) is not ours to judge
-    credentials = credentials.strip()
+    # ``value`` is known to start with the Bearer scheme (``_is_bearer``).
+    parts = value.split(None, 1)
+    credentials = parts[1].strip() if len(parts) == 2 else ""
     if not credentials:
         raise malformed_credentials("The Authorization header has no bearer token")
     for prefix in _JSON_BEARER_PREFIXES:
@@ -121,12 +129,15 @@ def _token_from_json(text: str, where: str) -> str | None:
         return None
     if not isinstance(token, str):
         raise malformed_credentials(f"The {where} has a non-string accessToken")
+    if not token.isascii():  # JSON escapes can smuggle in any code point, even lone surrogates
+        raise invalid_token("The access token is not a JWT")
     return token
 
 
 def _b64url_json(segment: str) -> Any:
     padded = segment + "=" * (-len(segment) % 4)
-    return json.loads(base64.urlsafe_b64decode(padded))
+    # JWT segments are UTF-8 JSON (RFC 7519); json.loads(bytes) would also guess UTF-16/32.
+    return json.loads(base64.urlsafe_b64decode(padded).decode("utf-8"))
 
 
 def parse_access_token(raw: str) -> AccessToken:

@@ -28,7 +28,6 @@ def make_cache(clock: Clock, *, ttl: float = 30, maxsize: int = 100) -> TokenCac
 def test_key_is_sha256_of_the_token_not_the_token() -> None:
     key = token_key("abc.def.ghi")
     assert key == hashlib.sha256(b"abc.def.ghi").digest()
-    assert b"abc" not in key
 
 
 def test_hit_until_ttl() -> None:

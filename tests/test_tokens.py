@@ -216,3 +216,53 @@ def test_parse_rejects_what_cannot_be_a_stack_token(raw: str, why: str) -> None:
         parse_access_token(raw)
     assert info.value.status_code == 401, why
     assert info.value.code == "INVALID_TOKEN", why
+
+
+# --- found by review: odd but legal inputs --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        json.dumps({"accessToken": "\ud800"}),  # a lone surrogate, written as a JSON escape
+        '{"accessToken": "\\ud800.a.b"}',
+        '{"accessToken": "t\\u00f6ken.a.b"}',
+    ],
+)
+def test_json_credential_with_non_ascii_token_is_401_not_500(value: str) -> None:
+    assert reject(headers(x_stack_auth=value)).code == "INVALID_TOKEN"
+    encoded = base64.b64encode(value.encode()).decode()
+    assert reject(headers(authorization=f"Bearer stackauth_{encoded}")).code == "INVALID_TOKEN"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"authorization", "Basic üser".encode("latin-1"))],
+        [(b"authorization", b"Basic dXNlcjpwYXNz"), (b"authorization", b"Basic b3RoZXI6eA==")],
+        [(b"authorization", b"Digest username=x"), (b"authorization", b"")],
+    ],
+)
+def test_other_schemes_are_ignored_whatever_they_hold(raw: list[tuple[bytes, bytes]]) -> None:
+    assert credential_from_headers(raw) is None
+
+
+def test_bearer_next_to_another_scheme_still_counts() -> None:
+    raw = [
+        (b"authorization", b"Basic dXNlcjpwYXNz"),
+        (b"authorization", f"Bearer {TOKEN}".encode()),
+    ]
+    assert credential_from_headers(raw) == TOKEN
+
+
+def test_bearer_separated_by_a_tab() -> None:
+    assert credential_from_headers(headers(authorization=f"Bearer\t{TOKEN}")) == TOKEN
+
+
+def test_payload_must_be_utf8_json() -> None:
+    header = base64.urlsafe_b64encode(b'{"alg":"ES256"}').rstrip(b"=").decode()
+    payload_json = json.dumps({"sub": "u", "aud": "p", "exp": 2_000_000_000})
+    payload = base64.urlsafe_b64encode(payload_json.encode("utf-16")).rstrip(b"=").decode()
+    with pytest.raises(AuthError) as info:
+        parse_access_token(f"{header}.{payload}.c2ln")
+    assert info.value.code == "INVALID_TOKEN"
