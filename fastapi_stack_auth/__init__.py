@@ -17,7 +17,15 @@ Quick start::
 from ._auth import StackAuth
 from ._cache import TokenCache
 from ._client import StackClient
-from ._dependencies import UserDependency, current_user, optional_user, require_user
+from ._dependencies import (
+    ClaimsDependency,
+    UserDependency,
+    current_user,
+    full_user,
+    optional_user,
+    require_user,
+    token_claims,
+)
 from ._errors import (
     AuthError,
     InvalidAccessTokenError,
@@ -30,6 +38,8 @@ from ._errors import (
     UserGoneError,
     UserNotAllowedError,
 )
+from ._jwks import JwksCache
+from ._jwt import JwtVerifier
 from ._models import (
     OAuthProvider,
     RestrictedReason,
@@ -45,8 +55,11 @@ from ._version import __version__
 
 __all__ = [
     "AuthError",
+    "ClaimsDependency",
     "Identity",
     "InvalidAccessTokenError",
+    "JwksCache",
+    "JwtVerifier",
     "OAuthProvider",
     "ProjectCredentialsError",
     "RemoteVerifier",
@@ -71,6 +84,8 @@ __all__ = [
     "Verifier",
     "__version__",
     "current_user",
+    "full_user",
     "optional_user",
     "require_user",
+    "token_claims",
 ]

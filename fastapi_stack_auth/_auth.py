@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
 from starlette.types import Lifespan
 
 from ._cache import TokenCache, token_key
@@ -28,6 +30,7 @@ from ._errors import (
     UserNotAllowedError,
     anonymous_not_allowed,
     invalid_token,
+    not_authenticated,
     restricted_not_allowed,
     server_misconfigured,
     stack_bad_response,
@@ -35,8 +38,11 @@ from ._errors import (
     token_expired,
     user_not_found,
 )
+from ._jwks import JwksCache
+from ._jwt import JwtVerifier
+from ._models import StackUser
 from ._settings import StackAuthSettings, load_settings
-from ._tokens import AccessToken, parse_access_token
+from ._tokens import AccessToken, credential_from_headers, parse_access_token
 from ._verifiers import Identity, RemoteVerifier, Verifier
 
 logger = logging.getLogger("fastapi_stack_auth")
@@ -62,11 +68,35 @@ class StackAuth:
         if settings is not None and overrides:
             raise TypeError("pass either settings=... or keyword overrides, not both")
         self.settings: StackAuthSettings = settings or load_settings(**overrides)
-        self.client = StackClient(self.settings, transport=transport)
+        s = self.settings
+        self.client = StackClient(s, transport=transport)
+        self._remote = RemoteVerifier(self.client)
+        if verifier is None and s.verify == "jwt":
+            verifier = JwtVerifier(
+                JwksCache(self.client, s.project_id),
+                project_id=s.project_id,
+                api_url=s.api_url,
+                leeway=s.jwt_leeway,
+            )
+        self.verifier: Verifier = verifier or self._remote
+        jwt_mode = s.verify == "jwt" or isinstance(verifier, JwtVerifier)
+        # JWT mode: asking again could not give another answer before ``exp`` (no revocation
+        # is visible locally), so a verified token is cached until then; remote mode re-asks
+        # Stack after ``cache_ttl`` to notice revoked sessions and deleted users.
         self.cache: TokenCache[Identity] = TokenCache(
-            maxsize=self.settings.cache_max_entries, ttl=self.settings.cache_ttl
+            maxsize=s.cache_max_entries, ttl=math.inf if jwt_mode else s.cache_ttl
         )
-        self.verifier: Verifier = verifier or RemoteVerifier(self.client)
+        #: Full profiles fetched for JWT-mode identities (``fetch_user``), for ``cache_ttl``.
+        self.profiles: TokenCache[StackUser] = TokenCache(
+            maxsize=s.cache_max_entries, ttl=s.cache_ttl
+        )
+        self._leeway = s.jwt_leeway if jwt_mode else 0.0
+
+    @property
+    def jwks(self) -> JwksCache | None:
+        """The project's key set in JWT mode (``None`` in remote mode)."""
+        verifier = self.verifier
+        return verifier.jwks if isinstance(verifier, JwtVerifier) else None
 
     def __repr__(self) -> str:
         s = self.settings
@@ -91,14 +121,31 @@ class StackAuth:
         return lifespan
 
     async def start(self) -> None:
-        """Open the shared HTTP client and check our keys once (a failure is logged, not
-        raised: public routes keep working and protected ones answer 500/503)."""
+        """Open the shared HTTP client, check our keys once and, in JWT mode, load the JWKS
+        (a failure is logged, not raised: public routes keep working and protected ones answer
+        500/503; the JWKS is fetched again on first use)."""
         await self.client.open()
-        if self.settings.check_keys_on_startup:
+        if self.settings.check_keys_on_startup and self.settings.secret_server_key is not None:
             await self._check_keys()
+        jwks = self.jwks
+        if jwks is not None:
+            try:
+                await jwks.load()
+            except StackAuthError as exc:
+                logger.warning(
+                    "Could not load the Stack Auth JWKS from %s at startup (%s); it is fetched "
+                    "again on first use.",
+                    self.settings.api_url,
+                    exc.reason if isinstance(exc, StackUnavailableError) else type(exc).__name__,
+                )
+            else:
+                logger.info("Loaded the Stack Auth JWKS (%d keys)", len(jwks.kids))
 
     async def stop(self) -> None:
-        """Close the shared HTTP client."""
+        """Stop a JWKS fetch in flight and close the shared HTTP client."""
+        jwks = self.jwks
+        if jwks is not None:
+            await jwks.aclose()
         await self.client.aclose()
 
     async def __aenter__(self) -> StackAuth:
@@ -153,13 +200,23 @@ class StackAuth:
             return cached
         token = parse_access_token(raw_token)
         self._precheck(token)
+        verifier = self.verifier
+        if isinstance(verifier, JwtVerifier):
+            # JWT mode, keys loaded: verification is pure CPU (about 100 us), so it runs inline
+            # rather than in a single-flight task (which would cost half as much again).
+            # Nothing awaits in between, so a concurrent request for the same token still
+            # finds it in the cache.
+            identity = verifier.verify_now(token)
+            if identity is not None:
+                self.cache.put(key, identity, float(identity.claims.exp))
+                return identity
         return await self.cache.get_or_load(key, lambda: self._verify(token))
 
     def _precheck(self, token: AccessToken) -> None:
         # Unverified claims may only ever *reject*: a token that is expired or names another
         # project would be refused by Stack too, so we spare the upstream call.
         claims = token.claims
-        if claims.exp <= time.time():
+        if claims.exp + self._leeway <= time.time():
             raise token_expired()
         if claims.aud.split(":", 1)[0] != self._project:
             raise invalid_token("The access token was issued for another project")
@@ -170,6 +227,50 @@ class StackAuth:
         except StackAuthError as exc:
             raise self._http_error(exc) from None
         return identity, float(identity.claims.exp)
+
+    async def fetch_user(self, credential: str | HTTPConnection) -> StackUser:
+        """The full, current profile of the user behind ``credential`` (a raw access token, or
+        a request/WebSocket to take it from), from Stack Auth's ``GET /users/me``.
+
+        In remote mode that is the user ``current_user`` already has: no extra call. In JWT mode
+        the token is verified locally first, then Stack is asked; the answer is cached for
+        ``cache_ttl`` seconds (never past ``exp``). Stack also notices a user deleted since the
+        token was issued (401 ``USER_NOT_FOUND``). Needs ``STACK_SECRET_SERVER_KEY``.
+
+        The anonymous/restricted policy is not applied here: call it from a route that depends
+        on ``current_user``/``token_claims``, or use ``Depends(full_user)``.
+        """
+        if isinstance(credential, str):
+            raw: str | None = credential
+        else:
+            raw = credential_from_headers(credential.scope["headers"])
+        if raw is None:
+            raise not_authenticated()
+        return await self.full_profile(raw, await self.authenticate(raw))
+
+    async def full_profile(self, raw_token: str, identity: Identity) -> StackUser:
+        """The full profile for a token ``authenticate`` accepted: ``identity.user`` when it is
+        one already (remote mode), else fetched as in ``fetch_user``."""
+        if not identity.snapshot:
+            return identity.user
+        key = token_key(raw_token)
+        cached = self.profiles.get(key)
+        if cached is not None:
+            return cached
+        return await self.profiles.get_or_load(key, lambda: self._load_profile(raw_token))
+
+    async def _load_profile(self, raw_token: str) -> tuple[StackUser, float]:
+        if self.settings.secret_server_key is None:
+            logger.error(
+                "A full Stack Auth user profile was requested, which needs the "
+                "STACK_SECRET_SERVER_KEY setting; it is not set"
+            )
+            raise server_misconfigured()
+        try:
+            identity = await self._remote.verify(parse_access_token(raw_token))
+        except StackAuthError as exc:
+            raise self._http_error(exc) from None
+        return identity.user, float(identity.claims.exp)
 
     def _http_error(self, exc: StackAuthError) -> AuthError:
         """The one mapping from what went wrong to what our client is told."""

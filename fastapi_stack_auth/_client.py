@@ -22,6 +22,14 @@ from ._version import __version__
 CLIENT_VERSION = f"python @fastapi_stack_auth@{__version__}"
 DEFAULT_RETRY_AFTER = 5
 MAX_RETRY_AFTER = 300
+#: Headers that authenticate this server; ``get_public`` strips them (a public endpoint such as
+#: the JWKS must never receive our keys, and an access type would make Stack check them).
+_SERVER_AUTH_HEADERS = (
+    "x-stack-access-type",
+    "x-stack-project-id",
+    "x-stack-secret-server-key",
+    "x-stack-publishable-client-key",
+)
 
 
 def _retry_after(response: httpx.Response) -> int:
@@ -55,10 +63,11 @@ class StackClient:
         headers = {
             "x-stack-access-type": "server",
             "x-stack-project-id": s.project_id,
-            "x-stack-secret-server-key": s.secret_server_key.get_secret_value(),
             "x-stack-client-version": CLIENT_VERSION,
             "accept": "application/json",
         }
+        if s.secret_server_key is not None:  # optional in JWT mode; Stack then answers 401
+            headers["x-stack-secret-server-key"] = s.secret_server_key.get_secret_value()
         if s.publishable_client_key is not None:
             headers["x-stack-publishable-client-key"] = s.publishable_client_key.get_secret_value()
         return headers
@@ -126,6 +135,27 @@ class StackClient:
         except httpx.HTTPError as exc:
             raise StackUnavailableError(type(exc).__name__) from None
         return _decode(response)
+
+    async def get_public(
+        self, path: str, *, params: dict[str, str] | None = None
+    ) -> tuple[Any, httpx.Headers]:
+        """``GET /api/v1{path}`` without our access type, project id or keys (for the JWKS).
+
+        Returns the decoded JSON body and the response headers (the caller may need
+        ``Cache-Control``). Errors are raised as in ``request``.
+        """
+        if self._http is None:
+            raise StackAuthError("StackClient is not open: start StackAuth with the app's lifespan")
+        request = self._http.build_request("GET", path, params=params)
+        for name in _SERVER_AUTH_HEADERS:
+            request.headers.pop(name, None)
+        try:
+            response = await self._http.send(request)
+        except httpx.TimeoutException:
+            raise StackUnavailableError("timed out") from None
+        except httpx.HTTPError as exc:
+            raise StackUnavailableError(type(exc).__name__) from None
+        return _decode(response), response.headers
 
     async def get_current_user(self, access_token: str) -> dict[str, Any]:
         """``GET /users/me`` for ``access_token``, with server access.

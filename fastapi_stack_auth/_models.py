@@ -107,6 +107,31 @@ class StackUser(_StackModel):
     country_code: str | None = None
     risk_scores: RiskScores | None = None
 
+    @classmethod
+    def from_claims(cls, claims: TokenClaims) -> StackUser:
+        """The user as the access token describes them: a snapshot taken when it was issued.
+
+        Only what a token carries is filled in (id, email and its verification, display name,
+        sign-up time, selected team, anonymous/restricted state, TOTP); every other field keeps
+        its default (no metadata, no profile image, no OAuth providers, ...). JWT mode's
+        ``current_user`` returns this; ``StackAuth.fetch_user`` or ``full_user`` give the full
+        profile.
+        """
+        reason = claims.restricted_reason
+        return cls(
+            id=claims.sub,
+            primary_email=claims.email,
+            primary_email_verified=claims.email_verified,
+            display_name=claims.name,
+            signed_up_at_millis=(claims.signed_up_at or 0) * 1000,
+            requires_totp_mfa=claims.requires_totp_mfa,
+            selected_team_id=claims.selected_team_id,
+            is_anonymous=claims.is_anonymous,
+            is_restricted=claims.is_restricted,
+            restricted_reason=reason,
+            restricted_by_admin=reason is not None and reason.type == "restricted_by_administrator",
+        )
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def signed_up_at(self) -> datetime:

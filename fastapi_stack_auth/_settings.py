@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._errors import StackAuthConfigError
@@ -29,7 +30,21 @@ class StackAuthSettings(BaseSettings):
     )
 
     project_id: str = Field(min_length=1, description="Stack Auth project id.")
-    secret_server_key: SecretStr = Field(description="Secret server key of the project.")
+    # ``verify`` comes before ``secret_server_key``: the key's validator reads it.
+    verify: Literal["remote", "jwt"] = Field(
+        default="remote",
+        description=(
+            "How tokens are verified: 'remote' asks Stack Auth (GET /users/me, cached for "
+            "cache_ttl; sees revoked sessions and deleted users within that time), 'jwt' checks "
+            "the ES256 signature locally against the project's JWKS (no network per request; a "
+            "revoked session or deleted user is only noticed at the token's exp)."
+        ),
+    )
+    secret_server_key: SecretStr | None = Field(
+        default=None,
+        validate_default=True,
+        description="Secret server key of the project (optional when verify='jwt').",
+    )
     publishable_client_key: SecretStr | None = Field(
         default=None, description="Publishable client key (optional for server access)."
     )
@@ -49,6 +64,23 @@ class StackAuthSettings(BaseSettings):
     check_keys_on_startup: bool = Field(
         default=True, description="Ask Stack Auth once at startup whether our keys are accepted."
     )
+    jwt_leeway: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="Seconds of clock skew tolerated on exp/nbf/iat in JWT mode.",
+    )
+
+    @field_validator("secret_server_key")
+    @classmethod
+    def _key_needed_for_remote(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        # Remote mode calls GET /users/me with server access, so it cannot work without the
+        # key; JWT mode needs it only for the explicit full-profile call.
+        if value is None and info.data.get("verify") == "remote":
+            raise PydanticCustomError("missing", "required when STACK_VERIFY=remote (the default)")
+        return value
 
     @field_validator("api_url")
     @classmethod
@@ -81,7 +113,8 @@ def load_settings(**overrides: Any) -> StackAuthSettings:
         for error in exc.errors(include_input=False, include_url=False):
             field = str(error["loc"][0]) if error["loc"] else "?"
             if error["type"] == "missing":
-                problems.append(f"{env_name(field)} is required but not set")
+                why = "" if error["msg"] == "Field required" else f" ({error['msg']})"
+                problems.append(f"{env_name(field)} is required but not set{why}")
             else:
                 problems.append(f"{env_name(field)} is invalid: {error['msg']}")
         raise StackAuthConfigError(

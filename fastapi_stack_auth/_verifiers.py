@@ -20,10 +20,15 @@ from ._tokens import AccessToken
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who a verified token belongs to: its claims and, when known, the full user profile."""
+    """Who a verified token belongs to: its claims and the user.
+
+    ``user`` is the full profile from Stack Auth, or, when ``snapshot`` is true (JWT mode), the
+    user as the token's claims describe them (``StackUser.from_claims``).
+    """
 
     claims: TokenClaims
     user: StackUser
+    snapshot: bool = False
 
 
 class Verifier(Protocol):

@@ -1,0 +1,328 @@
+"""Per-request overhead of fastapi-stack-auth, as a ratio to a no-op dependency.
+
+Run with ``make bench`` (or ``.venv/bin/python bench/overhead.py``; ``--help`` for options).
+Real in-process HTTP requests go through whole FastAPI apps that differ only in the dependency
+of their one route (one app per variant, so routing costs the same). By default each request is
+a raw ASGI call, the way a server hands it to the app (scope, receive, send); ``--driver httpx``
+sends them with ``httpx.AsyncClient`` over ``ASGITransport`` instead. Every request carries the
+same kind of ``Authorization: Bearer <jwt>`` header:
+
+- ``noop``          a dependency that only reads that header (the baseline)
+- ``jwt-hit``       ``current_user`` in JWT mode, a token already verified (the token cache)
+- ``jwt-first``     ``current_user`` in JWT mode, a token never seen before (full ES256 check;
+                    the tokens are minted before timing starts)
+- ``remote-hit``    ``current_user`` in remote mode, a token already verified (Stack itself is
+                    mocked, and not called again once the cache holds the token)
+- ``pyjwt-decode``  for calibration, when PyJWT is installed: the usual recipe, a bare
+                    ``jwt.decode(..., algorithms=["ES256"], audience=..., issuer=...)`` per request
+
+Batches of each variant are interleaved in a random order and repeated; the report gives, per
+variant, the median microseconds per request and the median of the per-repetition ratios to
+``noop``. Nothing here talks to the network: the JWKS and ``/users/me`` are answered by an
+in-process ``httpx.MockTransport``.
+
+Why raw ASGI by default: the client side of httpx costs more than the app itself per request
+(and without ``sniffio`` installed, ``ASGITransport`` retries a failing import on every
+request), which dilutes every ratio toward 1. Raw ASGI is the strict measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import platform
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from fastapi import Depends, FastAPI, Request
+
+from fastapi_stack_auth import StackAuth, StackUser, current_user
+
+API_URL = "https://stack.bench"
+PROJECT_ID = "6f0c2a9e-4b7d-4e1a-9c3f-2d8b5e7a1f40"
+ISSUER = f"{API_URL}/api/v1/projects/{PROJECT_ID}"
+KID = "benchKey0001"
+TARGETS = {"jwt-hit": 1.10, "jwt-first": 2.8}
+
+Headers = list[tuple[bytes, bytes]]
+Caller = Callable[[Headers], Awaitable[int]]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Signer:
+    """Mints Stack-shaped ES256 access tokens with a fresh P-256 key."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.header = _b64(json.dumps({"alg": "ES256", "kid": KID}).encode())
+
+    def jwks(self) -> dict[str, Any]:
+        numbers = self.key.public_key().public_numbers()
+        x, y = (_b64(n.to_bytes(32, "big")) for n in (numbers.x, numbers.y))
+        return {"keys": [{"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": KID, "x": x, "y": y}]}
+
+    def mint(self, sub: str) -> str:
+        now = int(time.time())
+        claims = {
+            "sub": sub,
+            "project_id": PROJECT_ID,
+            "branch_id": "main",
+            "refresh_token_id": str(uuid.uuid4()),
+            "role": "authenticated",
+            "name": "Bench User",
+            "email": "bench@example.com",
+            "email_verified": True,
+            "selected_team_id": None,
+            "signed_up_at": now - 86_400,
+            "is_anonymous": False,
+            "is_restricted": False,
+            "restricted_reason": None,
+            "requires_totp_mfa": False,
+            "iss": ISSUER,
+            "iat": now,
+            "aud": PROJECT_ID,
+            "exp": now + 3600,
+        }
+        signing_input = f"{self.header}.{_b64(json.dumps(claims).encode())}"
+        r, s = decode_dss_signature(
+            self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        )
+        return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def fake_stack(signer: Signer, user_id: str) -> httpx.MockTransport:
+    """Stack Auth's JWKS and ``/users/me``, in process."""
+    user = {
+        "id": user_id,
+        "primary_email": "bench@example.com",
+        "primary_email_verified": True,
+        "display_name": "Bench User",
+        "signed_up_at_millis": 1_767_225_600_000,
+        "is_anonymous": False,
+        "is_restricted": False,
+    }
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/.well-known/jwks.json"):
+            return httpx.Response(
+                200, json=signer.jwks(), headers={"cache-control": "public, max-age=3600"}
+            )
+        if request.url.path == "/api/v1/users/me":
+            return httpx.Response(200, json=user)
+        return httpx.Response(404, text="not found")
+
+    return httpx.MockTransport(handle)
+
+
+def noop_app() -> FastAPI:
+    """The baseline: a dependency that reads the same header and nothing else."""
+    app = FastAPI()
+
+    async def read_header(request: Request) -> str | None:
+        return request.headers.get("authorization")
+
+    @app.get("/")
+    async def noop(token: str | None = Depends(read_header)) -> dict[str, bool]:
+        return {"ok": token is not None}
+
+    return app
+
+
+def protected_app(stack: StackAuth) -> FastAPI:
+    """The same route behind ``Depends(current_user)``, as an app would write it."""
+    app = FastAPI()
+    stack.init_app(app)
+
+    @app.get("/")
+    async def protected(user: StackUser = Depends(current_user)) -> dict[str, bool]:
+        return {"ok": user is not None}
+
+    return app
+
+
+def pyjwt_app(signer: Signer) -> FastAPI | None:
+    """The usual recipe, for calibration: PyJWT decodes and verifies every request."""
+    try:
+        import jwt
+    except ImportError:
+        return None
+    key = signer.key.public_key()
+    app = FastAPI()
+
+    async def decode(request: Request) -> dict[str, Any]:
+        token = request.headers["authorization"].removeprefix("Bearer ")
+        claims: dict[str, Any] = jwt.decode(
+            token, key, algorithms=["ES256"], audience=PROJECT_ID, issuer=ISSUER
+        )
+        return claims
+
+    @app.get("/")
+    async def protected(claims: dict[str, Any] = Depends(decode)) -> dict[str, bool]:
+        return {"ok": bool(claims)}
+
+    return app
+
+
+def asgi_caller(app: FastAPI) -> Caller:
+    """One GET / through ``app`` as an ASGI server would make it; returns the status."""
+
+    async def call(headers: Headers) -> int:
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
+            "server": ("bench.local", 80),
+            "state": {},
+        }
+        status = 0
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+
+        await app(scope, receive, send)
+        return status
+
+    return call
+
+
+def httpx_caller(app: FastAPI) -> Caller:
+    """One GET / through ``app`` with ``httpx.AsyncClient`` over ``ASGITransport``."""
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
+
+    async def call(headers: Headers) -> int:
+        return (await client.get("/", headers=headers[1:])).status_code
+
+    return call
+
+
+async def run(args: argparse.Namespace) -> dict[str, list[float]]:
+    repetitions, batch = args.repetitions, args.batch
+    signer = Signer()
+    user_id = str(uuid.uuid4())
+    transport = fake_stack(signer, user_id)
+    common: dict[str, Any] = {
+        "project_id": PROJECT_ID,
+        "secret_server_key": "ssk_bench",
+        "api_url": API_URL,
+        "check_keys_on_startup": False,
+        "cache_ttl": 3600,
+    }
+    stacks = {
+        "jwt-hit": StackAuth(**common, verify="jwt", transport=transport),
+        "jwt-first": StackAuth(**common, verify="jwt", transport=transport),
+        "remote-hit": StackAuth(**common, verify="remote", transport=transport),
+    }
+    for stack in stacks.values():
+        await stack.start()
+    apps = {"noop": noop_app(), **{name: protected_app(stack) for name, stack in stacks.items()}}
+    calibration = pyjwt_app(signer)
+    if calibration is not None:
+        apps["pyjwt-decode"] = calibration
+    make_caller = asgi_caller if args.driver == "asgi" else httpx_caller
+    callers = {name: make_caller(app) for name, app in apps.items()}
+
+    def request_headers(token: str) -> Headers:
+        return [
+            (b"host", b"bench.local"),
+            (b"user-agent", b"bench/1"),
+            (b"accept", b"*/*"),
+            (b"authorization", f"Bearer {token}".encode()),
+        ]
+
+    hit_headers = request_headers(signer.mint(user_id))
+    # Fresh tokens for every first-sight request of the whole run, minted before timing.
+    fresh = iter([request_headers(signer.mint(user_id)) for _ in range((repetitions + 1) * batch)])
+    headers_for: dict[str, Callable[[], Headers]] = {
+        name: (lambda: next(fresh)) if name == "jwt-first" else (lambda: hit_headers)
+        for name in callers
+    }
+
+    async def timed(name: str) -> float:
+        call, next_headers = callers[name], headers_for[name]
+        started = time.perf_counter()
+        for _ in range(batch):
+            status = await call(next_headers())
+            if status != 200:
+                raise SystemExit(f"{name}: HTTP {status}")
+        return (time.perf_counter() - started) / batch * 1e6
+
+    for name in callers:  # warm-up: first JWKS use, the cache entries of the hit variants
+        await timed(name)
+    rng = random.Random(args.seed)  # noqa: S311 - shuffling batches, not secrets
+    results: dict[str, list[float]] = {name: [] for name in callers}
+    names = list(callers)
+    for _ in range(repetitions):
+        rng.shuffle(names)
+        for name in names:
+            results[name].append(await timed(name))
+
+    for stack in stacks.values():
+        await stack.stop()
+    return results
+
+
+def report(results: dict[str, list[float]], args: argparse.Namespace) -> bool:
+    noop = results["noop"]
+    print(
+        f"fastapi-stack-auth overhead, {args.driver} driver: {args.repetitions} interleaved "
+        f"repetitions x {args.batch} requests per variant (Python {platform.python_version()}, "
+        f"{platform.machine()})"
+    )
+    print(f"{'variant':<13} {'median us/req':>14} {'ratio to noop':>14}   target")
+    ok = True
+    for name, samples in results.items():
+        ratio = statistics.median(s / base for s, base in zip(samples, noop, strict=True))
+        target = TARGETS.get(name)
+        verdict = ""
+        if target is not None:
+            passed = ratio <= target
+            ok = ok and passed
+            verdict = f"<= {target:.2f} {'ok' if passed else 'MISSED'}"
+        print(f"{name:<13} {statistics.median(samples):>14.1f} {ratio:>13.2f}x   {verdict}")
+    if "pyjwt-decode" not in results:
+        print("(pyjwt-decode skipped: PyJWT is not installed)")
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repetitions", type=int, default=101)
+    parser.add_argument("--batch", type=int, default=100, help="requests per timed batch")
+    parser.add_argument("--driver", choices=("asgi", "httpx"), default="asgi")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args()
+    ok = report(asyncio.run(run(args)), args)
+    if args.check and not ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
