@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+EMULATOR_PORT ?= 8102
 LINTED := fastapi_stack_auth example_app tests $(wildcard bench)
 
 .PHONY: install test lint pytest run bench clean
@@ -26,8 +27,10 @@ pytest: $(STAMP)
 
 test: lint pytest
 
+# Against your project when STACK_PROJECT_ID and STACK_SECRET_SERVER_KEY are set (environment or
+# .env); otherwise against the local Stack Auth emulator on 127.0.0.1:$(EMULATOR_PORT).
 run: $(STAMP)
-	$(BIN)/python -m uvicorn example_app.main:app --host $(HOST) --port $(PORT)
+	$(BIN)/python -m example_app.dev --host $(HOST) --port $(PORT) --emulator-port $(EMULATOR_PORT)
 
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py

@@ -1,0 +1,81 @@
+"""A local Stack Auth emulator -- FOR DEVELOPMENT AND TESTS ONLY, never for production.
+
+It serves the parts of Stack Auth's REST API that fastapi-stack-auth (and Stack's JS SDK) use:
+the same paths, headers (``x-stack-*`` and the SDK's ``x-hexclave-*``), check order, error
+envelope and codes, and real ES256 access tokens, from an in-memory store. Every response carries
+an ``x-stack-emulator`` header.
+
+Run it with ``python -m fastapi_stack_auth.emulator`` (see ``--help``), or in Python::
+
+    from fastapi_stack_auth.emulator import Emulator, EmulatorServer
+
+    with EmulatorServer() as server:           # 127.0.0.1, a free port, background thread
+        emulator = server.emulator
+        user = emulator.create_user(email="a@example.com", password="password1")
+        tokens = emulator.sign_in(user.id)
+        ...                                     # STACK_API_URL=server.url
+
+For pytest fixtures, see ``fastapi_stack_auth.testing``.
+"""
+
+from ._app import EMULATOR_HEADER, EmulatorApp
+from ._emulator import (
+    DEFAULT_ACCESS_TOKEN_TTL,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_PUBLIC_URL,
+    Emulator,
+    Tokens,
+)
+from ._seed import (
+    DEFAULT_PROJECT_ID,
+    DEFAULT_PUBLISHABLE_CLIENT_KEY,
+    DEFAULT_SECRET_SERVER_KEY,
+    DEMO_EMAIL,
+    DEMO_PASSWORD,
+    DEMO_USER_ID,
+    Seed,
+    SeedProject,
+    SeedProjectConfig,
+    SeedUser,
+    default_seed,
+)
+from ._server import EmulatorServer, RemoteBindRefused, is_loopback
+from ._store import Project, ProjectConfig, Session, Store, User
+
+
+def create_app(emulator: Emulator | None = None) -> EmulatorApp:
+    """The ASGI app of ``emulator`` (a new default ``Emulator`` when omitted)."""
+    return (emulator if emulator is not None else Emulator()).app
+
+
+__all__ = [
+    "DEFAULT_ACCESS_TOKEN_TTL",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "DEFAULT_PROJECT_ID",
+    "DEFAULT_PUBLIC_URL",
+    "DEFAULT_PUBLISHABLE_CLIENT_KEY",
+    "DEFAULT_SECRET_SERVER_KEY",
+    "DEMO_EMAIL",
+    "DEMO_PASSWORD",
+    "DEMO_USER_ID",
+    "EMULATOR_HEADER",
+    "Emulator",
+    "EmulatorApp",
+    "EmulatorServer",
+    "Project",
+    "ProjectConfig",
+    "RemoteBindRefused",
+    "Seed",
+    "SeedProject",
+    "SeedProjectConfig",
+    "SeedUser",
+    "Session",
+    "Store",
+    "Tokens",
+    "User",
+    "create_app",
+    "default_seed",
+    "is_loopback",
+]

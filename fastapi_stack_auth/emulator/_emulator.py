@@ -1,0 +1,294 @@
+"""``Emulator``: one local Stack Auth (store, keys, clock) and its Python API for tests."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._keys import KeyRing
+from ._seed import Seed, SeedProject, default_seed
+from ._store import Project, ProjectConfig, Session, Store, User, hash_password, new_id
+from ._tokens import AUDIENCE_KINDS, TokenSubject, audience, mint_access_token
+from ._views import user_json
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8102
+DEFAULT_PUBLIC_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+#: Stack's default access-token lifetime (``STACK_ACCESS_TOKEN_EXPIRATION_TIME``): 10 minutes.
+DEFAULT_ACCESS_TOKEN_TTL = 600
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """What a sign-in hands out: an access token, its refresh token and the user id."""
+
+    access_token: str
+    refresh_token: str
+    user_id: str
+    refresh_token_id: str
+
+
+class Emulator:
+    """A local, in-memory Stack Auth for development and tests. Never for production.
+
+    ``Emulator()`` starts from the default seed (one project with fixed dev keys and a demo
+    user); ``emulator.app`` is the ASGI app. ``public_url`` is the base URL clients use: it goes
+    into every token's ``iss``, so it must match the ``STACK_API_URL`` the library is given.
+    ``clock`` returns epoch seconds and drives every timestamp and expiry, so tests can mint
+    expired tokens without waiting.
+    """
+
+    def __init__(
+        self,
+        seed: Seed | None = None,
+        *,
+        public_url: str = DEFAULT_PUBLIC_URL,
+        access_token_ttl: int = DEFAULT_ACCESS_TOKEN_TTL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if access_token_ttl < 1:
+            raise ValueError("access_token_ttl must be at least 1 second")
+        self.seed = seed if seed is not None else default_seed()
+        self.public_url = public_url
+        self.access_token_ttl = access_token_ttl
+        self.clock = clock
+        secret = self.seed.server_secret or secrets.token_urlsafe(32)
+        self.keys = KeyRing(secret.encode())
+        self.store = Store(lambda: self.clock())  # follows a clock swapped in later
+        self._load_seed()
+        from ._app import EmulatorApp  # the app module needs this class: import it late
+
+        self.app = EmulatorApp(self)
+
+    @property
+    def public_url(self) -> str:
+        """Base URL of the emulator as clients see it (no trailing slash)."""
+        return self._public_url
+
+    @public_url.setter
+    def public_url(self, value: str) -> None:
+        self._public_url = value.rstrip("/")
+
+    # --- seed ------------------------------------------------------------------------------
+
+    def _load_seed(self) -> None:
+        with self.store.lock:
+            self.store.projects.clear()
+            for seed_project in self.seed.projects:
+                self._load_project(seed_project)
+
+    def _load_project(self, seed: SeedProject) -> None:
+        c = seed.config
+        project = self.store.add_project(
+            Project(
+                id=seed.id,
+                display_name=seed.display_name,
+                publishable_client_keys=list(seed.publishable_client_keys),
+                secret_server_keys=list(seed.secret_server_keys),
+                super_secret_admin_keys=list(seed.super_secret_admin_keys),
+                config=ProjectConfig(
+                    sign_up_enabled=c.sign_up_enabled,
+                    credential_enabled=c.credential_enabled,
+                    magic_link_enabled=c.magic_link_enabled,
+                    passkey_enabled=c.passkey_enabled,
+                    client_team_creation_enabled=c.client_team_creation_enabled,
+                    client_user_deletion_enabled=c.client_user_deletion_enabled,
+                    allow_user_api_keys=c.allow_user_api_keys,
+                    allow_team_api_keys=c.allow_team_api_keys,
+                    enabled_oauth_providers=list(c.enabled_oauth_providers),
+                    require_email_verification=c.require_email_verification,
+                    require_publishable_client_key=c.require_publishable_client_key,
+                ),
+            )
+        )
+        for user in seed.users:
+            self.create_user(
+                project_id=project.id,
+                user_id=user.id,
+                email=user.email,
+                password=user.password,
+                display_name=user.display_name,
+                email_verified=user.email_verified,
+                anonymous=user.anonymous,
+                restricted_by_admin=user.restricted_by_admin,
+                restricted_by_admin_reason=user.restricted_by_admin_reason,
+                client_metadata=user.client_metadata,
+                client_read_only_metadata=user.client_read_only_metadata,
+                server_metadata=user.server_metadata,
+            )
+
+    def reset(self) -> None:
+        """Forget every change: back to the seed's projects and users (the keys stay)."""
+        self._load_seed()
+
+    # --- the default project ---------------------------------------------------------------
+
+    @property
+    def project(self) -> Project:
+        """The default (first seeded) project."""
+        return self._project(None)
+
+    @property
+    def project_id(self) -> str:
+        return self.seed.projects[0].id
+
+    @property
+    def publishable_client_key(self) -> str | None:
+        keys = self.seed.projects[0].publishable_client_keys
+        return keys[0] if keys else None
+
+    @property
+    def secret_server_key(self) -> str:
+        return self.seed.projects[0].secret_server_keys[0]
+
+    def _project(self, project_id: str | None) -> Project:
+        pid = project_id or self.project_id
+        project = self.store.project(pid)
+        if project is None:
+            raise KeyError(f"no project {pid!r} in this emulator")
+        return project
+
+    def now(self) -> float:
+        """The emulator's current time, in epoch seconds."""
+        return self.clock()
+
+    # --- Python API: users and tokens -----------------------------------------------------
+
+    def create_user(
+        self,
+        *,
+        email: str | None = None,
+        password: str | None = None,
+        display_name: str | None = None,
+        email_verified: bool = True,
+        anonymous: bool = False,
+        restricted_by_admin: bool = False,
+        restricted_by_admin_reason: str | None = None,
+        project_id: str | None = None,
+        user_id: str | None = None,
+        **fields: Any,
+    ) -> User:
+        """Create a user directly in the store (no HTTP). ``fields`` sets other ``User``
+        attributes (``client_metadata``, ``server_metadata``, ...).
+
+        A user with an ``email`` can sign in with it (and ``password``); ``anonymous`` users
+        have no email; ``restricted_by_admin`` users get restricted tokens.
+        """
+        if anonymous and email is not None:
+            raise ValueError("an anonymous user has no email")
+        with self.store.lock:
+            project = self._project(project_id)
+            now = self.store.now_millis()
+            user = User(
+                id=user_id or new_id(),
+                signed_up_at_millis=now,
+                last_active_at_millis=now,
+                primary_email=email,
+                primary_email_verified=email_verified if email is not None else False,
+                primary_email_auth_enabled=email is not None,
+                display_name=display_name or None,
+                password_hash=hash_password(password) if password is not None else None,
+                is_anonymous=anonymous,
+                restricted_by_admin=restricted_by_admin,
+                restricted_by_admin_reason=restricted_by_admin_reason,
+                **fields,
+            )
+            if user.id in project.users:
+                raise ValueError(f"user {user.id!r} already exists")
+            return project.add_user(user)
+
+    def get_user(self, user_id: str, *, project_id: str | None = None) -> User | None:
+        with self.store.lock:
+            return self._project(project_id).users.get(user_id)
+
+    def user_json(
+        self, user_id: str, *, server: bool = True, project_id: str | None = None
+    ) -> dict[str, Any]:
+        """The user as ``GET /users/{id}`` (server) or ``/users/me`` (client) renders it."""
+        with self.store.lock:
+            project = self._project(project_id)
+            return user_json(project.users[user_id], project, server=server)
+
+    def delete_user(self, user_id: str, *, project_id: str | None = None) -> bool:
+        """Delete a user and their sessions (their access tokens stay valid until ``exp``)."""
+        with self.store.lock:
+            return self._project(project_id).delete_user(user_id)
+
+    def sign_in(
+        self,
+        user_id: str,
+        *,
+        project_id: str | None = None,
+        issued_at: float | None = None,
+        lifetime: int | None = None,
+    ) -> Tokens:
+        """Open a session for ``user_id`` (like ``POST /auth/sessions``) and mint its token.
+
+        ``issued_at`` (epoch seconds, default now) and ``lifetime`` (default the emulator's)
+        shape the access token: ``issued_at=emulator.now() - 3600`` gives an expired one.
+        """
+        with self.store.lock:
+            project = self._project(project_id)
+            if user_id not in project.users:
+                raise KeyError(f"no user {user_id!r}")
+            session = project.create_session(user_id, self.store.now_millis())
+            token = self.mint_access_token(
+                session, project=project, issued_at=issued_at, lifetime=lifetime
+            )
+            return Tokens(token, session.refresh_token, user_id, session.id)
+
+    def mint_access_token(
+        self,
+        session: Session,
+        *,
+        project: Project,
+        issued_at: float | None = None,
+        lifetime: int | None = None,
+    ) -> str:
+        """A fresh access token for ``session`` (claims from the user as they are now)."""
+        with self.store.lock:
+            user = project.users[session.user_id]
+            now_millis = self.store.now_millis()
+            user.last_active_at_millis = now_millis
+            session.last_used_at_millis = now_millis
+            subject = TokenSubject(
+                user_id=user.id,
+                name=user.display_name,
+                email=user.primary_email,
+                email_verified=user.primary_email_verified,
+                selected_team_id=user.selected_team_id,
+                signed_up_at_millis=user.signed_up_at_millis,
+                is_anonymous=user.is_anonymous,
+                restricted_reason=project.restricted_reason(user),
+                requires_totp_mfa=user.totp_secret_base64 is not None,
+            )
+        return mint_access_token(
+            self.keys,
+            public_url=self.public_url,
+            project_id=project.id,
+            subject=subject,
+            refresh_token_id=session.id,
+            issued_at=int(self.clock() if issued_at is None else issued_at),
+            lifetime=self.access_token_ttl if lifetime is None else lifetime,
+        )
+
+    # --- keys ------------------------------------------------------------------------------
+
+    def jwks(
+        self,
+        project_id: str | None = None,
+        *,
+        include_restricted: bool = False,
+        include_anonymous: bool = False,
+    ) -> dict[str, Any]:
+        """The project's public JWKS, as ``/.well-known/jwks.json`` serves it."""
+        pid = project_id or self.project_id
+        kinds = AUDIENCE_KINDS[: 3 if include_anonymous else 2 if include_restricted else 1]
+        return {
+            "keys": [
+                key.public_jwk for kind in kinds for key in self.keys.keys_for(audience(pid, kind))
+            ]
+        }

@@ -1,0 +1,231 @@
+"""The emulator's command line, its banner and seed file, and the ``make run`` launcher."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from example_app.dev import stack_settings_present
+from fastapi_stack_auth.emulator import (
+    DEFAULT_PROJECT_ID,
+    DEFAULT_SECRET_SERVER_KEY,
+    DEMO_EMAIL,
+    DEMO_PASSWORD,
+    Emulator,
+    EmulatorServer,
+    Seed,
+    is_loopback,
+)
+from fastapi_stack_auth.emulator._cli import banner, main
+from fastapi_stack_auth.testing import EmulatedStack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_loopback_addresses() -> None:
+    for host in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"):
+        assert is_loopback(host), host
+    for host in ("0.0.0.0", "::", "192.168.1.10", "example.com"):
+        assert not is_loopback(host), host
+
+
+def test_refuses_a_non_loopback_address(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "--allow-remote" in capsys.readouterr().err
+
+
+def test_banner() -> None:
+    emulator = Emulator(public_url="http://127.0.0.1:8102")
+    text = banner(emulator, app_url="http://127.0.0.1:8000", app_route="/me", ttl=600)
+    assert "FOR LOCAL DEVELOPMENT AND TESTS ONLY" in text
+    for value in (DEFAULT_PROJECT_ID, DEFAULT_SECRET_SERVER_KEY, DEMO_EMAIL, DEMO_PASSWORD):
+        assert value in text
+    assert "export STACK_API_URL=http://127.0.0.1:8102" in text
+    token = re.search(r"Authorization: Bearer ([\w.-]+)' http://127.0.0.1:8000/me", text)
+    assert token is not None
+    # The printed token is a real one for the demo user.
+    with EmulatorServer(emulator, public_url="http://127.0.0.1:8102") as server:
+        stack = EmulatedStack(emulator, server.url)
+        response = httpx.get(
+            f"{server.url}/api/v1/users/me", headers=stack.server_headers(token.group(1))
+        )
+    assert response.json()["primary_email"] == DEMO_EMAIL
+
+
+def test_seed_file(tmp_path: Path) -> None:
+    path = tmp_path / "seed.json"
+    path.write_text(
+        json.dumps(
+            {
+                "server_secret": "s",
+                "projects": [
+                    {
+                        "id": "internal",
+                        "secret_server_keys": ["ssk_1"],
+                        "config": {"require_email_verification": True},
+                        "users": [
+                            {
+                                "email": "a@example.com",
+                                "password": "pw-123456",
+                                "display_name": "A",
+                            },
+                            {"email": "b@example.com", "email_verified": False},
+                            {"anonymous": True},
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    emulator = Emulator(Seed.from_file(path))
+    assert emulator.project_id == "internal"
+    users = sorted(emulator.project.users.values(), key=lambda u: u.primary_email or "~")
+    assert [emulator.project.restricted_reason(u) for u in users] == [
+        None,
+        "email_not_verified",
+        "anonymous",
+    ]
+    path.write_text(json.dumps({"projects": [{"id": "p", "secret_server_keys": [], "x": 1}]}))
+    with pytest.raises(ValidationError):
+        Seed.from_file(path)
+
+
+def test_real_settings_are_detected(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    assert stack_settings_present({}, env_file) == (False, [])
+    env_file.write_text("STACK_PROJECT_ID=p\n")
+    assert stack_settings_present({}, env_file) == (False, ["STACK_PROJECT_ID"])
+    assert stack_settings_present({"STACK_SECRET_SERVER_KEY": "k"}, env_file)[0] is True
+    assert stack_settings_present({"STACK_VERIFY": "jwt"}, env_file)[0] is True
+
+
+# --- the launcher as a real process, stopped with SIGINT (Ctrl-C) -----------------------------
+
+
+class Child:
+    """A child process whose merged output is read line by line in a thread."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        """Block until a line matches ``pattern`` (fails at EOF or after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            if line is None:
+                raise AssertionError(
+                    "exited before printing " + pattern + "\n" + "".join(self.output)
+                )
+            self.output.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def rest(self) -> str:
+        while (line := self.lines.get(timeout=30)) is not None:
+            self.output.append(line)
+        return "".join(self.output)
+
+
+@contextmanager
+def child(args: list[str], **env: str) -> Iterator[Child]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("STACK_")}
+    clean.update(env, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    proc = Child([sys.executable, *args], clean, cwd=Path(__file__).parent)  # no .env there
+    try:
+        yield proc
+    finally:
+        if proc.process.poll() is None:
+            proc.process.kill()
+            proc.process.wait()
+
+
+def refused(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.socket() as sock:
+        return sock.connect_ex((host, int(port))) != 0
+
+
+def test_make_run_launcher_with_emulator_and_ctrl_c() -> None:
+    with child(["-m", "example_app.dev", "--port", "0", "--emulator-port", "0"]) as proc:
+        api = proc.wait_for(r"API URL \(STACK_API_URL\)\s+(http://\S+)").group(1)
+        token = proc.wait_for(r"Authorization: Bearer ([\w.-]+)' (http://\S+)/me")
+        app = token.group(2)
+        proc.wait_for(r"Application startup complete")
+        response = httpx.get(f"{app}/me", headers={"Authorization": f"Bearer {token.group(1)}"})
+        assert response.status_code == 200, response.text
+        assert response.json()["email"] == DEMO_EMAIL
+        assert httpx.get(f"{app}/me").status_code == 401
+        assert httpx.get(f"{api}/health").headers["x-stack-emulator"]
+
+        proc.process.send_signal(signal.SIGINT)
+        assert proc.process.wait(timeout=30) == 0
+        output = proc.rest()
+    assert "Stack Auth emulator stopped." in output
+    assert "Traceback" not in output
+    assert refused(api)
+    assert refused(app)
+
+
+def test_make_run_launcher_with_real_settings() -> None:
+    """With STACK_PROJECT_ID/STACK_SECRET_SERVER_KEY set, only the app runs, against them."""
+    with EmulatorServer() as upstream:  # stands in for a real Stack Auth project
+        stack = EmulatedStack(upstream.emulator, upstream.url)
+        user = stack.create_user()
+        with child(["-m", "example_app.dev", "--port", "0"], **stack.env()) as proc:
+            proc.wait_for("Using your Stack Auth project")
+            app = proc.wait_for(r"Uvicorn running on (http://\S+)").group(1)
+            response = httpx.get(f"{app}/me", headers=user.headers)
+            assert response.status_code == 200, response.text
+            assert response.json()["id"] == user.id
+            proc.process.send_signal(signal.SIGINT)
+            assert proc.process.wait(timeout=30) == 0
+            output = proc.rest()
+    assert "STACK AUTH EMULATOR" not in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_emulator_command_stops_on_a_signal(signum: int) -> None:
+    with child(["-m", "fastapi_stack_auth.emulator", "--port", "0"]) as proc:
+        api = proc.wait_for(r"API URL \(STACK_API_URL\)\s+(http://\S+)").group(1)
+        proc.wait_for("Ctrl-C stops everything")
+        assert httpx.get(f"{api}/health").status_code == 200
+        proc.process.send_signal(signum)
+        assert proc.process.wait(timeout=30) == 0
+        output = proc.rest()
+    assert "Stack Auth emulator stopped." in output
+    assert "Traceback" not in output
+    assert refused(api)
