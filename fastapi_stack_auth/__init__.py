@@ -19,6 +19,9 @@ from ._cache import TokenCache
 from ._client import StackClient
 from ._dependencies import (
     ClaimsDependency,
+    CurrentClaims,
+    CurrentUser,
+    OptionalUser,
     UserDependency,
     current_user,
     full_user,
@@ -56,11 +59,14 @@ from ._version import __version__
 __all__ = [
     "AuthError",
     "ClaimsDependency",
+    "CurrentClaims",
+    "CurrentUser",
     "Identity",
     "InvalidAccessTokenError",
     "JwksCache",
     "JwtVerifier",
     "OAuthProvider",
+    "OptionalUser",
     "ProjectCredentialsError",
     "RemoteVerifier",
     "RestrictedReason",

@@ -46,6 +46,7 @@ from ._tokens import AccessToken, credential_from_headers, parse_access_token
 from ._verifiers import Identity, RemoteVerifier, Verifier
 
 logger = logging.getLogger("fastapi_stack_auth")
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class StackAuth:
@@ -91,6 +92,15 @@ class StackAuth:
             maxsize=s.cache_max_entries, ttl=s.cache_ttl
         )
         self._leeway = s.jwt_leeway if jwt_mode else 0.0
+        pid = s.project_id
+        self._audiences = frozenset({pid, f"{pid}:restricted", f"{pid}:anon"})
+        url = httpx.URL(s.api_url)
+        if url.scheme == "http" and url.host not in _LOOPBACK_HOSTS:
+            logger.warning(
+                "STACK_API_URL is plain http to %s: the secret server key and users' tokens "
+                "cross the network unencrypted. Use https outside local development.",
+                url.host,
+            )
 
     @property
     def jwks(self) -> JwksCache | None:
@@ -131,7 +141,7 @@ class StackAuth:
         if jwks is not None:
             try:
                 await jwks.load()
-            except StackAuthError as exc:
+            except Exception as exc:  # startup must never crash on what an upstream answers
                 logger.warning(
                     "Could not load the Stack Auth JWKS from %s at startup (%s); it is fetched "
                     "again on first use.",
@@ -177,8 +187,15 @@ class StackAuth:
                 self.settings.api_url,
                 exc.reason,
             )
-        except StackAuthError as exc:
-            logger.error("Stack Auth key check at startup failed: %s", type(exc).__name__)
+        except StackAPIError as exc:
+            logger.error(
+                "Stack Auth refused the key check at startup with HTTP %s %s%s",
+                exc.status_code,
+                exc.code or "(no code)",
+                _url_hint(exc),
+            )
+        except Exception as exc:  # startup must never crash on what an upstream answers
+            logger.error("Stack Auth key check at startup failed: %s", exc)
         else:
             logger.info("Stack Auth accepted this server's keys for project %s", self._project)
 
@@ -196,8 +213,12 @@ class StackAuth:
         """
         key = token_key(raw_token)
         cached = self.cache.get(key)
+        # The deadline runs on the monotonic clock, which stops while a machine is suspended:
+        # check the token's own exp against wall time too (a float compare).
         if cached is not None:
-            return cached
+            if cached.claims.exp + self._leeway > time.time():
+                return cached
+            self.cache.discard(key)
         token = parse_access_token(raw_token)
         self._precheck(token)
         verifier = self.verifier
@@ -210,7 +231,12 @@ class StackAuth:
             if identity is not None:
                 self.cache.put(key, identity, float(identity.claims.exp))
                 return identity
-        return await self.cache.get_or_load(key, lambda: self._verify(token))
+        try:
+            return await self.cache.get_or_load(key, lambda: self._verify(token))
+        except AuthError as shared:
+            # Concurrent waiters share one failure: give each request its own exception, so
+            # tracebacks and error trackers do not tie unrelated requests together.
+            raise shared.copy() from None
 
     def _precheck(self, token: AccessToken) -> None:
         # Unverified claims may only ever *reject*: a token that is expired or names another
@@ -218,7 +244,9 @@ class StackAuth:
         claims = token.claims
         if claims.exp + self._leeway <= time.time():
             raise token_expired()
-        if claims.aud.split(":", 1)[0] != self._project:
+        if claims.aud not in self._audiences:
+            if claims.aud.split(":", 1)[0] == self._project:
+                raise invalid_token("The access token has an unknown audience")
             raise invalid_token("The access token was issued for another project")
 
     async def _verify(self, token: AccessToken) -> tuple[Identity, float]:
@@ -298,9 +326,10 @@ class StackAuth:
         if isinstance(exc, StackAPIError):
             logger.error(
                 "Stack Auth refused our request with HTTP %s %s; treating it as a server "
-                "misconfiguration",
+                "misconfiguration%s",
                 exc.status_code,
                 exc.code or "(no code)",
+                _url_hint(exc),
             )
             return server_misconfigured()
         if isinstance(exc, StackUnavailableError):
@@ -335,6 +364,13 @@ class StackAuth:
             )
             if not allowed:
                 raise restricted_not_allowed()
+
+
+def _url_hint(exc: StackAPIError) -> str:
+    # A 404 without Stack's error envelope is the router's "no such path": the base URL is off.
+    if exc.status_code == 404 and exc.code is None:
+        return " (a plain 404: check the STACK_API_URL setting)"
+    return ""
 
 
 async def _auth_error_response(request: Request, exc: AuthError) -> JSONResponse:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from types import TracebackType
 from typing import Any
 
+import anyio
 import httpx
 
 from ._errors import (
@@ -32,9 +34,14 @@ _SERVER_AUTH_HEADERS = (
 )
 
 
+_STATUS = re.compile(r"[1-5][0-9][0-9]")
+_SECONDS = re.compile(r"[0-9]{1,6}")
+
+
 def _retry_after(response: httpx.Response) -> int:
-    value = response.headers.get("retry-after", "")
-    if value.isdigit():
+    # Only plain ASCII delta-seconds; str.isdigit() would also accept "²" and int() then fail.
+    value = response.headers.get("retry-after", "").strip()
+    if _SECONDS.fullmatch(value):
         return max(1, min(int(value), MAX_RETRY_AFTER))
     return DEFAULT_RETRY_AFTER
 
@@ -116,25 +123,20 @@ class StackClient:
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
         json_body: Any = None,
+        ok: tuple[int, ...] = (200, 201),
     ) -> Any:
-        """Send one request to ``/api/v1{path}`` and return its decoded JSON body."""
-        if self._http is None:
-            raise StackAuthError(
-                "StackClient is not open: start StackAuth with the app's lifespan "
-                "(stack.init_app(app)); with TestClient use `with TestClient(app) as client:`"
-            )
+        """Send one request to ``/api/v1{path}`` and return its decoded JSON body.
+
+        ``ok`` lists the success statuses the endpoint answers with per the contract; any
+        other status that is not an error is a ``StackBadResponseError``.
+        """
+        http = self._opened()
         extra = dict(headers or {})
         if access_token is not None:
             extra["x-stack-access-token"] = access_token
-        try:
-            response = await self._http.request(
-                method, path, headers=extra, params=params, json=json_body
-            )
-        except httpx.TimeoutException:
-            raise StackUnavailableError("timed out") from None
-        except httpx.HTTPError as exc:
-            raise StackUnavailableError(type(exc).__name__) from None
-        return _decode(response)
+        request = http.build_request(method, path, headers=extra, params=params, json=json_body)
+        response = await self._send(http, request)
+        return _decode(response, ok)
 
     async def get_public(
         self, path: str, *, params: dict[str, str] | None = None
@@ -144,18 +146,39 @@ class StackClient:
         Returns the decoded JSON body and the response headers (the caller may need
         ``Cache-Control``). Errors are raised as in ``request``.
         """
-        if self._http is None:
-            raise StackAuthError("StackClient is not open: start StackAuth with the app's lifespan")
-        request = self._http.build_request("GET", path, params=params)
+        http = self._opened()
+        request = http.build_request("GET", path, params=params)
         for name in _SERVER_AUTH_HEADERS:
             request.headers.pop(name, None)
+        response = await self._send(http, request)
+        return _decode(response, (200,)), response.headers
+
+    def _opened(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise StackAuthError(
+                "StackClient is not open: StackAuth starts with the lifespan of the app passed "
+                "to stack.init_app(app). The lifespan of a mounted sub-app never runs: call "
+                "init_app on the outer app too. With TestClient, use "
+                "`with TestClient(app) as client:`."
+            )
+        return self._http
+
+    async def _send(self, http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+        # httpx's timeout applies to each phase (connect, each read); the deadline bounds the
+        # whole call, so a server dripping its body cannot hold a request for longer.
         try:
-            response = await self._http.send(request)
-        except httpx.TimeoutException:
+            with anyio.fail_after(self._settings.http_timeout):
+                return await http.send(request)
+        except (TimeoutError, httpx.TimeoutException):
             raise StackUnavailableError("timed out") from None
+        except httpx.LocalProtocolError:
+            # We built a request h11 refuses to send: an illegal header value, i.e. a setting.
+            raise StackAuthError(
+                "could not send a request to Stack Auth: a header value is illegal; check "
+                "STACK_PROJECT_ID, STACK_SECRET_SERVER_KEY and STACK_PUBLISHABLE_CLIENT_KEY"
+            ) from None
         except httpx.HTTPError as exc:
             raise StackUnavailableError(type(exc).__name__) from None
-        return _decode(response), response.headers
 
     async def get_current_user(self, access_token: str) -> dict[str, Any]:
         """``GET /users/me`` for ``access_token``, with server access.
@@ -166,6 +189,7 @@ class StackClient:
         body = await self.request(
             "GET",
             "/users/me",
+            ok=(200,),
             access_token=access_token,
             headers={
                 "x-stack-allow-anonymous-user": "true",
@@ -178,28 +202,31 @@ class StackClient:
 
     async def get_current_project(self) -> dict[str, Any]:
         """``GET /projects/current``: the cheapest call that proves our keys are accepted."""
-        body = await self.request("GET", "/projects/current")
+        body = await self.request("GET", "/projects/current", ok=(200,))
         if not isinstance(body, dict):
             raise StackBadResponseError("GET /projects/current did not return a JSON object")
         return body
 
 
-def _decode(response: httpx.Response) -> Any:
+def _decode(response: httpx.Response, ok: tuple[int, ...]) -> Any:
     status = response.status_code
-    actual = response.headers.get("x-stack-actual-status", "")
-    if actual.isdigit():  # x-stack-override-error-status was in effect somewhere on the way
-        status = int(actual)
+    if status == 200:
+        # A 4xx sent as 200 under ``x-stack-override-error-status`` (we never ask for it, but a
+        # proxy or SDK on the way might): the real status is in this header.
+        actual = response.headers.get("x-stack-actual-status", "")
+        if _STATUS.fullmatch(actual):
+            status = int(actual)
     known = response.headers.get("x-stack-known-error")
 
     if status == 429 or status >= 500:
         raise StackUnavailableError(f"HTTP {status}", _retry_after(response))
     if status >= 400 or known:
         raise _api_error(status, known, response)
-    if status != 200 and status != 201:
+    if status not in ok:
         raise StackBadResponseError(f"unexpected HTTP {status}")
     try:
-        return response.json()
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(response.content)
+    except (ValueError, RecursionError):
         raise StackBadResponseError("response is not JSON") from None
 
 

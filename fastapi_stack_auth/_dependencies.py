@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Depends
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 from starlette.exceptions import WebSocketException
@@ -98,6 +101,7 @@ class UserDependency(SecurityBase):
         raw = credential_from_headers(conn.scope["headers"])
         if raw is None:
             if self.optional:
+                _signed_out(conn)
                 return None
             raise not_authenticated()
         identity = await stack.authenticate(raw)
@@ -109,7 +113,9 @@ class UserDependency(SecurityBase):
             )
         except AuthError:
             if self.optional:
-                return None  # a public route treats a user it may not let in as signed out
+                # A public route treats a user it may not let in as signed out.
+                _signed_out(conn)
+                return None
             raise
         state = conn.state
         state.stack_user = identity.user
@@ -119,6 +125,12 @@ class UserDependency(SecurityBase):
             state.stack_user = user
             return user
         return identity.user
+
+
+def _signed_out(conn: HTTPConnection) -> None:
+    state = conn.state
+    state.stack_user = None
+    state.stack_claims = None
 
 
 class ClaimsDependency(SecurityBase):
@@ -171,3 +183,10 @@ token_claims = ClaimsDependency()
 #: the explicit call to ``GET /users/me`` (cached for ``cache_ttl``); in remote mode it is
 #: ``current_user``'s user.
 full_user = UserDependency(full_profile=True)
+
+#: ``user: CurrentUser``: shorthand for ``user: StackUser = Depends(current_user)``.
+CurrentUser = Annotated[StackUser, Depends(current_user)]
+#: ``user: OptionalUser``: shorthand for ``user: StackUser | None = Depends(optional_user)``.
+OptionalUser = Annotated[StackUser | None, Depends(optional_user)]
+#: ``claims: CurrentClaims``: shorthand for ``claims: TokenClaims = Depends(token_claims)``.
+CurrentClaims = Annotated[TokenClaims, Depends(token_claims)]

@@ -141,6 +141,10 @@ class AuthError(HTTPException, StackAuthError):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status_code={self.status_code}, code={self.code!r})"
 
+    def copy(self) -> AuthError:
+        """A fresh exception with the same status, code, detail and headers."""
+        return AuthError(self.status_code, self.code, self.detail, self.headers)
+
 
 def _bearer_challenge(error: str | None = None, description: str | None = None) -> dict[str, str]:
     if error is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     AliasChoices,
@@ -11,9 +11,20 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    Strict,
+    StrictBool,
+    StrictStr,
     computed_field,
     model_validator,
 )
+
+#: The largest instant a ``datetime`` can hold (9999-12-31T23:59:59Z); larger values would make
+#: the ``*_at`` properties raise, so they are refused when the model is built.
+_MAX_SECONDS = 253_402_300_799
+_MAX_MILLIS = _MAX_SECONDS * 1000 + 999
+#: Epoch seconds in a token: strictly an int (no "123" strings, no bools) and in range.
+Seconds = Annotated[int, Strict(), Field(ge=0, le=_MAX_SECONDS)]
+Millis = Annotated[int, Field(ge=0, le=_MAX_MILLIS)]
 
 
 def _from_millis(value: int | None) -> datetime | None:
@@ -63,7 +74,7 @@ class Team(_StackModel):
     client_metadata: JsonValue = None
     client_read_only_metadata: JsonValue = None
     server_metadata: JsonValue = None
-    created_at_millis: int | None = None
+    created_at_millis: Millis | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -85,8 +96,8 @@ class StackUser(_StackModel):
     primary_email_auth_enabled: bool | None = None
     display_name: str | None = None
     profile_image_url: str | None = None
-    signed_up_at_millis: int
-    last_active_at_millis: int | None = None
+    signed_up_at_millis: Millis
+    last_active_at_millis: Millis | None = None
     has_password: bool = False
     otp_auth_enabled: bool = False
     passkey_auth_enabled: bool = False
@@ -98,8 +109,9 @@ class StackUser(_StackModel):
     server_metadata: JsonValue = None
     selected_team_id: str | None = None
     selected_team: Team | None = None
-    is_anonymous: bool = False
-    is_restricted: bool = False
+    # Required, not defaulted: a body without them must not pass as a full, unrestricted user.
+    is_anonymous: bool
+    is_restricted: bool
     restricted_reason: RestrictedReason | None = None
     restricted_by_admin: bool = False
     restricted_by_admin_reason: str | None = None
@@ -148,7 +160,7 @@ class StackUser(_StackModel):
 class TokenClaims(_StackModel):
     """The claims of a Stack Auth access token (a snapshot taken when the token was issued)."""
 
-    sub: str
+    sub: StrictStr
     project_id: str | None = None
     branch_id: str = Field(default="main", validation_alias=AliasChoices("branch_id", "branchId"))
     refresh_token_id: str | None = Field(
@@ -157,17 +169,17 @@ class TokenClaims(_StackModel):
     role: str | None = None
     name: str | None = None
     email: str | None = None
-    email_verified: bool = False
+    email_verified: StrictBool = False
     selected_team_id: str | None = None
-    signed_up_at: int | None = None
-    is_anonymous: bool = False
-    is_restricted: bool = False
+    signed_up_at: Seconds | None = None
+    is_anonymous: StrictBool = False
+    is_restricted: StrictBool = False
     restricted_reason: RestrictedReason | None = None
-    requires_totp_mfa: bool = False
+    requires_totp_mfa: StrictBool = False
     iss: str | None = None
-    aud: str
-    iat: int | None = None
-    exp: int
+    aud: StrictStr
+    iat: Seconds | None = None
+    exp: Seconds
 
     @model_validator(mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import httpx
@@ -12,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ._errors import StackAuthConfigError
 
 ENV_PREFIX = "STACK_"
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 
 
 class StackAuthSettings(BaseSettings):
@@ -27,6 +29,8 @@ class StackAuthSettings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
+        # A key mounted from a file often ends in a newline; it is never part of the value.
+        str_strip_whitespace=True,
     )
 
     project_id: str = Field(min_length=1, description="Stack Auth project id.")
@@ -82,6 +86,18 @@ class StackAuthSettings(BaseSettings):
             raise PydanticCustomError("missing", "required when STACK_VERIFY=remote (the default)")
         return value
 
+    @field_validator("project_id", "secret_server_key", "publishable_client_key")
+    @classmethod
+    def _header_safe(cls, value: Any) -> Any:
+        # These travel as HTTP header values: visible ASCII only, and not empty (Stack treats
+        # an empty key as a missing one). The message never repeats the value.
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is not None and _HEADER_SAFE.fullmatch(raw) is None:
+            raise PydanticCustomError(
+                "header_safe", "must be non-empty visible ASCII with no spaces"
+            )
+        return value
+
     @field_validator("api_url")
     @classmethod
     def _check_api_url(cls, value: str) -> str:
@@ -91,6 +107,13 @@ class StackAuthSettings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL") from exc
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("must be an http:// or https:// URL")
+        if url.userinfo or url.query or url.fragment or url.path not in ("", "/"):
+            # "/api/v1" is added by the client; a path here would double it (a 404 on every
+            # call) and credentials in the URL would end up in logs.
+            raise ValueError(
+                "must be the bare base URL, e.g. https://api.stack-auth.com "
+                "(no path, query or user:password@)"
+            )
         return value.rstrip("/")
 
 
@@ -118,7 +141,7 @@ def load_settings(**overrides: Any) -> StackAuthSettings:
             else:
                 problems.append(f"{env_name(field)} is invalid: {error['msg']}")
         raise StackAuthConfigError(
-            "Stack Auth settings are incomplete: "
+            "Stack Auth settings are missing or invalid: "
             + "; ".join(problems)
             + " (set them in the environment, in .env, or pass them to StackAuth(...))"
         ) from None

@@ -246,3 +246,88 @@ async def test_open_and_close_are_idempotent(stack_settings: dict[str, Any]) -> 
     await client.aclose()
     await client.aclose()
     assert not client.is_open
+
+
+# --- found by review: a broken or hostile upstream -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(201, json=user_body()),  # /users/me answers 200, never 201
+        httpx.Response(204),
+        httpx.Response(200, content=b"[" * 5000 + b"]" * 5000),  # deeper than json can parse
+    ],
+)
+async def test_status_and_body_outside_the_contract_are_bad_responses(
+    client: StackClient, mock_api: respx.MockRouter, response: httpx.Response
+) -> None:
+    mock_api.get("/users/me").mock(return_value=response)
+    with pytest.raises(StackBadResponseError):
+        await client.get_current_user(mint_token())
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(503, StackUnavailableError), (401, StackAPIError), (302, StackBadResponseError)],
+)
+async def test_actual_status_header_is_only_read_on_a_200(
+    client: StackClient, mock_api: respx.MockRouter, status: int, expected: type
+) -> None:
+    mock_api.get("/users/me").respond(
+        status, headers={"x-stack-actual-status": "200"}, json=user_body()
+    )
+    with pytest.raises(expected):
+        await client.get_current_user(mint_token())
+
+
+@pytest.mark.parametrize(
+    ("header", "retry_after"),
+    [("\xb2", 5), ("9" * 5000, 5), (" 12 ", 12), ("Wed, 21 Oct 2015 07:28:00 GMT", 5), ("0", 1)],
+)
+async def test_odd_retry_after_values(
+    client: StackClient, mock_api: respx.MockRouter, header: str, retry_after: int
+) -> None:
+    mock_api.get("/users/me").respond(
+        503, headers=[(b"retry-after", header.encode("latin-1"))], text="down"
+    )
+    with pytest.raises(StackUnavailableError) as info:
+        await client.get_current_user(mint_token())
+    assert info.value.retry_after == retry_after
+
+
+@pytest.mark.parametrize("actual", ["\xb9", "9" * 5000, "abc"])
+async def test_odd_actual_status_values_are_ignored(
+    client: StackClient, mock_api: respx.MockRouter, actual: str
+) -> None:
+    mock_api.get("/users/me").respond(
+        200, headers=[(b"x-stack-actual-status", actual.encode("latin-1"))], json=user_body()
+    )
+    assert (await client.get_current_user(mint_token()))["id"] == user_body()["id"]
+
+
+async def test_the_timeout_bounds_the_whole_call(
+    stack_settings: dict[str, Any], mock_api: respx.MockRouter
+) -> None:
+    import asyncio
+
+    never = asyncio.Event()
+
+    async def hangs(request: httpx.Request) -> httpx.Response:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    mock_api.get("/users/me").mock(side_effect=hangs)
+    settings = StackAuthSettings(**{**stack_settings, "http_timeout": 0.2})
+    async with StackClient(settings) as client:
+        with pytest.raises(StackUnavailableError, match="timed out"):
+            await client.get_current_user(mint_token())
+
+
+async def test_illegal_header_value_is_a_configuration_error(
+    client: StackClient, mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").mock(side_effect=httpx.LocalProtocolError("Illegal header value"))
+    with pytest.raises(StackAuthError, match="STACK_SECRET_SERVER_KEY") as info:
+        await client.get_current_user(mint_token())
+    assert not isinstance(info.value, StackUnavailableError)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +21,9 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from fastapi_stack_auth import (
+    CurrentClaims,
+    CurrentUser,
+    OptionalUser,
     StackAuth,
     StackUser,
     TokenCache,
@@ -27,7 +32,7 @@ from fastapi_stack_auth import (
     optional_user,
     require_user,
 )
-from tests.conftest import FIXTURES, SECRET_KEY, USER_ID, mint_token, user_body
+from tests.conftest import FIXTURES, PROJECT_ID, SECRET_KEY, USER_ID, mint_token, user_body
 
 ANON_ID = "b7a1c3d5-e9f2-4a6b-8c0d-2e4f6a8b0c1d"
 
@@ -712,3 +717,157 @@ async def test_router_and_route_dependencies_verify_once(
     ) as client:
         assert (await client.get("/both", headers=bearer(mint_token()))).status_code == 200
     assert calls == 1
+
+
+# --- found by review ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-stack-auth": '{"accessToken": "\\ud800"}'},
+        {"Authorization": "Bearer " + mint_token(exp=10**400)},
+        {"Authorization": "Bearer " + mint_token(exp="2000000000")},
+        {"Authorization": "Bearer " + mint_token(exp=True)},
+        {"Authorization": "Bearer " + mint_token(sub=5)},
+        {"Authorization": "Bearer " + mint_token(aud=f"{PROJECT_ID}:admin")},
+        {"Authorization": "Bearer " + mint_token(aud=f"{PROJECT_ID}:anon:x")},
+    ],
+)
+async def test_more_bad_tokens_are_401_without_upstream_call(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter, headers: dict[str, str]
+) -> None:
+    route = mock_api.get("/users/me")
+    response = await client.get("/me", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["code"] == "INVALID_TOKEN"
+    assert route.call_count == 0
+
+
+@pytest.mark.parametrize("missing", ["is_anonymous", "is_restricted"])
+async def test_user_without_its_security_flags_is_not_let_in(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter, missing: str
+) -> None:
+    body = anonymous_body()
+    del body[missing]
+    mock_api.get("/users/me").respond(200, json=body)
+    token = mint_token(sub=ANON_ID, kind="anonymous")
+    assert_error(await client.get("/me", headers=bearer(token)), 502, "STACK_AUTH_BAD_RESPONSE")
+
+
+async def test_concurrent_failures_are_separate_exceptions(
+    stack: StackAuth, mock_api: respx.MockRouter
+) -> None:
+    from fastapi_stack_auth import AuthError
+
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_failure(request: httpx.Request) -> httpx.Response:
+        started.set()
+        await release.wait()
+        return _fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json")
+
+    route = mock_api.get("/users/me").mock(side_effect=slow_failure)
+    token = mint_token()
+    tasks = [asyncio.create_task(stack.authenticate(token)) for _ in range(5)]
+    await started.wait()
+    release.set()
+    errors = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(e, AuthError) and e.code == "INVALID_TOKEN" for e in errors)
+    assert len({id(e) for e in errors}) == 5
+    assert route.call_count == 1
+
+
+async def test_a_cache_hit_past_the_tokens_exp_is_not_served(
+    stack: StackAuth, mock_api: respx.MockRouter
+) -> None:
+    route = mock_api.get("/users/me").respond(200, json=user_body())
+    token = mint_token(exp_in=600)
+    identity = await stack.authenticate(token)
+    # As if the machine had been suspended: the monotonic deadline did not move, but the
+    # token's exp has passed in wall time.
+    expired = dataclasses.replace(
+        identity, claims=identity.claims.model_copy(update={"exp": int(time.time()) - 1})
+    )
+    stack.cache._entries[hashlib.sha256(token.encode()).digest()] = (math.inf, expired)
+    assert (await stack.authenticate(token)).claims.exp > time.time()  # asked Stack again
+    assert route.call_count == 2
+
+
+async def test_plain_404_names_the_api_url_setting(
+    client: httpx.AsyncClient, mock_api: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    mock_api.get("/users/me").respond(404, text="Not found")
+    with caplog.at_level(logging.ERROR, logger="fastapi_stack_auth"):
+        response = await client.get("/me", headers=bearer(mint_token()))
+    assert_error(response, 500, "SERVER_MISCONFIGURED")
+    assert "STACK_API_URL" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "mock",
+    [
+        {"return_value": httpx.Response(503, headers={"retry-after": "9" * 5000})},
+        {"return_value": httpx.Response(200, content=b"[" * 5000)},
+        {"side_effect": RuntimeError("something nobody expected")},
+    ],
+)
+def test_startup_survives_any_answer(
+    stack_settings: dict[str, Any],
+    mock_api: respx.MockRouter,
+    caplog: pytest.LogCaptureFixture,
+    mock: dict[str, Any],
+) -> None:
+    mock_api.get("/projects/current").mock(**mock)
+    stack = StackAuth(**{**stack_settings, "check_keys_on_startup": True})
+    app = FastAPI()
+    stack.init_app(app)
+
+    @app.get("/")
+    async def index() -> str:
+        return "up"
+
+    with TestClient(app) as client:
+        assert client.get("/").json() == "up"
+
+
+def test_optional_user_sets_state_to_none_when_signed_out(
+    stack_settings: dict[str, Any], mock_api: respx.MockRouter
+) -> None:
+    stack = StackAuth(**stack_settings)
+    app = FastAPI()
+    stack.init_app(app)
+
+    @app.get("/who", dependencies=[Depends(optional_user)])
+    async def who(request: Request) -> dict[str, Any]:
+        return {"user": request.state.stack_user, "claims": request.state.stack_claims}
+
+    with TestClient(app) as client:
+        assert client.get("/who").json() == {"user": None, "claims": None}
+
+
+def test_annotated_shorthands(stack_settings: dict[str, Any], mock_api: respx.MockRouter) -> None:
+    mock_api.get("/users/me").respond(200, json=user_body())
+    stack = StackAuth(**stack_settings)
+    app = FastAPI()
+    stack.init_app(app)
+
+    @app.get("/a")
+    async def a(user: CurrentUser, maybe: OptionalUser, claims: CurrentClaims) -> list[str]:
+        assert maybe is not None
+        return [user.id, maybe.id, claims.sub]
+
+    with TestClient(app) as client:
+        assert client.get("/a", headers=bearer(mint_token())).json() == [USER_ID] * 3
+        assert client.get("/a").status_code == 401
+
+
+def test_plain_http_to_a_remote_host_is_warned_about(
+    stack_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="fastapi_stack_auth"):
+        StackAuth(**{**stack_settings, "api_url": "http://stack.internal:8102"})
+        StackAuth(**{**stack_settings, "api_url": "http://127.0.0.1:8102"})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "stack.internal" in warnings[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -86,3 +87,51 @@ def test_nothing_secret_reaches_logs_or_bodies(
         assert secret not in everything
     assert "secret-in-json" not in everything
     assert "secretpart" not in everything
+
+
+async def test_nothing_secret_in_logs_over_a_real_socket(caplog: pytest.LogCaptureFixture) -> None:
+    """respx replaces httpx's transport, so httpcore and h11 never log there: this test goes
+    through them, over loopback, at DEBUG level."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from tests.conftest import PROJECT_ID
+    from tests.servers import serve_in_thread
+
+    good = mint_token()
+
+    async def users_me(request: Request) -> Response:
+        if request.headers.get("x-stack-access-token") == good:
+            return JSONResponse(user_body())
+        if request.headers.get("x-stack-access-token", "").endswith("x"):
+            return Response("upstream exploded", status_code=500)
+        return JSONResponse(
+            {"code": "UNPARSABLE_ACCESS_TOKEN", "error": "bad"},
+            status_code=401,
+            headers={"x-stack-known-error": "UNPARSABLE_ACCESS_TOKEN"},
+        )
+
+    async def current(request: Request) -> Response:
+        return JSONResponse({"id": PROJECT_ID})
+
+    stand_in = Starlette(
+        routes=[Route("/api/v1/users/me", users_me), Route("/api/v1/projects/current", current)]
+    )
+    tokens = [good, mint_token(), mint_token()[:-1] + "x"]
+    with serve_in_thread(stand_in) as url, caplog.at_level(logging.DEBUG):
+        async with StackAuth(
+            project_id=PROJECT_ID,
+            secret_server_key=SECRET_KEY + "\n",  # stripped, never sent or logged
+            publishable_client_key=PUBLISHABLE_KEY,
+            api_url=url,
+        ) as stack:
+            for token in tokens:
+                with contextlib.suppress(Exception):
+                    await stack.authenticate(token)
+    names = {r.name for r in caplog.records}
+    assert "httpcore.http11" in names or "httpcore.connection" in names  # httpcore did log
+    text = caplog.text + "\n".join(str(r.__dict__) for r in caplog.records)
+    for secret in [*tokens, SECRET_KEY, PUBLISHABLE_KEY]:
+        assert secret not in text

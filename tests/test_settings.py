@@ -90,3 +90,47 @@ def test_no_secret_in_reprs() -> None:
     for text in (repr(settings), str(settings), repr(stack), settings.model_dump_json()):
         assert SECRET_KEY not in text
         assert "pck_secret" not in text
+
+
+def test_keys_are_stripped_of_surrounding_whitespace() -> None:
+    # A key mounted from a file usually ends with a newline: an illegal header value.
+    s = StackAuthSettings(project_id=f" {PROJECT_ID}\n", secret_server_key=f"{SECRET_KEY}\n")
+    assert s.project_id == PROJECT_ID
+    assert s.secret_server_key is not None
+    assert s.secret_server_key.get_secret_value() == SECRET_KEY
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("secret_server_key", ""),
+        ("secret_server_key", "ssk_with space_SECRETVALUE"),
+        ("secret_server_key", "ssk_nön_ascii_SECRETVALUE"),
+        ("publishable_client_key", "pck\x00SECRETVALUE"),
+        ("project_id", " "),
+        ("project_id", "a\nb"),
+    ],
+)
+def test_values_that_cannot_be_sent_as_headers_are_refused(field: str, value: str) -> None:
+    settings = {"project_id": PROJECT_ID, "secret_server_key": SECRET_KEY, field: value}
+    with pytest.raises(StackAuthConfigError) as info:
+        StackAuth(**settings)
+    assert f"STACK_{field.upper()} is invalid" in str(info.value)
+    assert "SECRETVALUE" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.stack-auth.com/api/v1",
+        "https://user:SECRETVALUE@api.stack-auth.com",
+        "https://api.stack-auth.com?x=1",
+        "api.stack-auth.com",
+        "ftp://api.stack-auth.com",
+    ],
+)
+def test_api_url_must_be_a_bare_base_url(url: str) -> None:
+    with pytest.raises(StackAuthConfigError) as info:
+        StackAuth(project_id=PROJECT_ID, secret_server_key=SECRET_KEY, api_url=url)
+    assert "STACK_API_URL is invalid" in str(info.value)
+    assert "SECRETVALUE" not in str(info.value)
