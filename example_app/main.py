@@ -1,7 +1,9 @@
 """Example app: public, optional-auth and protected routes, a protected router and a WebSocket.
 
-Run it with ``make run`` (or ``uvicorn example_app.main:app``) with ``STACK_*`` settings in the
-environment or in ``.env``.
+``make run`` starts it against the local Stack Auth emulator (no account needed), or against
+your project when ``STACK_PROJECT_ID`` and ``STACK_SECRET_SERVER_KEY`` are set (environment or
+``.env``). ``uvicorn example_app.main:app`` runs it with whatever ``STACK_*`` settings are set;
+``STACK_VERIFY=jwt`` switches it to local JWT verification.
 """
 
 from __future__ import annotations
@@ -10,7 +12,15 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, WebSocket
 
-from fastapi_stack_auth import StackAuth, StackUser, current_user, optional_user, require_user
+from fastapi_stack_auth import (
+    StackAuth,
+    StackUser,
+    TokenClaims,
+    current_user,
+    optional_user,
+    require_user,
+    token_claims,
+)
 
 stack = StackAuth()
 app = FastAPI(title="fastapi-stack-auth example")
@@ -39,6 +49,17 @@ async def me(user: StackUser = Depends(current_user)) -> dict[str, Any]:
         "display_name": user.display_name,
         "signed_up_at": user.signed_up_at.isoformat(),
         "selected_team_id": user.selected_team_id,
+    }
+
+
+@app.get("/claims")
+async def claims(token: TokenClaims = Depends(token_claims)) -> dict[str, Any]:
+    """Protected: what the access token itself says (no I/O in JWT mode)."""
+    return {
+        "user_id": token.user_id,
+        "email": token.email,
+        "selected_team_id": token.selected_team_id,
+        "expires_at": token.expires_at.isoformat(),
     }
 
 

@@ -93,6 +93,7 @@ def test_example_app_under_uvicorn(stack_url: str) -> None:
         assert me.json()["id"] == user_body()["id"]
         assert client.get("/hello", headers=auth).json()["message"].startswith("Hello, default")
         assert client.get("/admin/stats", headers=auth).status_code == 200
+        assert client.get("/claims", headers=auth).json()["user_id"] == user_body()["id"]
         assert client.get("/admin/stats").status_code == 401
 
         bad = client.get("/me", headers={"x-stack-access-token": mint_token()})
