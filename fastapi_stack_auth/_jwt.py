@@ -22,25 +22,30 @@ Restricted and anonymous users' tokens are verified like any other; whether they
 
 from __future__ import annotations
 
-import base64
 import binascii
+import hashlib
 import time
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from ._errors import invalid_token, token_expired
 from ._jwks import MAX_KID_LENGTH, JwksCache
 from ._models import StackUser, TokenClaims
-from ._tokens import AccessToken
+from ._tokens import B64URL_ALPHABET, FROM_B64URL, AccessToken
 from ._verifiers import Identity
 
-_ES256 = ec.ECDSA(hashes.SHA256())
+#: ECDSA P-256 over a SHA-256 digest that ``hashlib`` computes: cryptography would otherwise
+#: set up an OpenSSL hash of its own (name lookup, fetch) for every token.
+_ES256 = ec.ECDSA(Prehashed(hashes.SHA256()))
 #: Length of an ES256 JWS signature, base64url without padding (64 bytes).
 _SIGNATURE_B64_LENGTH = 86
+#: The 86th character carries the last 2 bits of the 64 bytes and 4 padding bits, which must be
+#: zero: only these four characters spell a signature canonically.
+_CANONICAL_LAST_CHARS = frozenset(b"AQgw")
 
 
 def issuers(api_url: str, project_id: str) -> dict[str, tuple[str, str]]:
@@ -60,6 +65,22 @@ def _user_type(claims: TokenClaims) -> str:
     if claims.is_anonymous:
         return "anonymous"
     return "restricted" if claims.is_restricted else "normal"
+
+
+def _der_signature(signature: bytes) -> bytes:
+    """The DER ``SEQUENCE {INTEGER r, INTEGER s}`` of a JWS ES256 signature (``r || s``, 32
+    bytes each), as ``encode_dss_signature`` gives it (tests/test_fast_paths.py compares them), in
+    a few bytes operations instead of two int conversions and a trip through Rust."""
+    # Each INTEGER is the minimal two's complement of a non-negative number: no leading zero
+    # byte, except one when the top bit is set (or for zero itself). At most 70 bytes in all,
+    # so every length fits the one-byte short form.
+    r = signature[:32].lstrip(b"\x00")
+    if not r or r[0] & 0x80:
+        r = b"\x00" + r
+    s = signature[32:].lstrip(b"\x00")
+    if not s or s[0] & 0x80:
+        s = b"\x00" + s
+    return bytes((0x30, len(r) + len(s) + 4, 0x02, len(r))) + r + bytes((0x02, len(s))) + s
 
 
 class JwtVerifier:
@@ -126,21 +147,19 @@ class JwtVerifier:
 
     @staticmethod
     def _check_signature(raw: str, key: ec.EllipticCurvePublicKey) -> None:
-        signing_input, _, signature_b64 = raw.rpartition(".")
-        if len(signature_b64) != _SIGNATURE_B64_LENGTH:
-            raise invalid_token("The access token's signature is invalid")
-        try:
-            signature = base64.urlsafe_b64decode(signature_b64 + "==")
-        except (binascii.Error, ValueError):
-            raise invalid_token("The access token's signature is invalid") from None
-        if base64.urlsafe_b64encode(signature)[:_SIGNATURE_B64_LENGTH] != signature_b64.encode():
+        signing_input, _, signature_b64 = raw.encode().rpartition(b".")
+        if (
+            len(signature_b64) != _SIGNATURE_B64_LENGTH
+            or signature_b64.translate(None, B64URL_ALPHABET)  # a character that is not base64url
             # Non-zero padding bits: one signature, several spellings. Accept only the canonical.
+            or signature_b64[-1] not in _CANONICAL_LAST_CHARS
+        ):
             raise invalid_token("The access token's signature is invalid")
-        der = encode_dss_signature(
-            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-        )
+        # 86 base64url characters, padded: always exactly 64 bytes.
+        signature = binascii.a2b_base64(signature_b64.translate(FROM_B64URL) + b"==")
+        digest = hashlib.sha256(signing_input).digest()
         try:
-            key.verify(der, signing_input.encode("ascii"), _ES256)
+            key.verify(_der_signature(signature), digest, _ES256)
         except InvalidSignature:
             raise invalid_token("The access token's signature is invalid") from None
 
