@@ -7,7 +7,10 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from ._shared_cache import SharedCache
 
 V = TypeVar("V")
 
@@ -27,6 +30,10 @@ class TokenCache(Generic[V]):
     token's ``exp``); at ``maxsize`` entries the least recently used goes. ``get_or_load`` runs
     one load per key at a time: concurrent callers for the same uncached key share it.
     Failures are never cached.
+
+    With a ``shared`` tier (Redis, see ``_shared_cache``), a load first asks the tier and only
+    calls the loader on a miss there; what the loader returns is then written to the tier too.
+    The tier never raises: when it is down, loads go straight to the loader.
     """
 
     def __init__(
@@ -36,9 +43,12 @@ class TokenCache(Generic[V]):
         ttl: float,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.monotonic,
+        shared: SharedCache[V] | None = None,
     ) -> None:
         self.ttl = ttl
         self.maxsize = maxsize
+        #: The shared tier consulted on the miss path (``None``: in-process only).
+        self.shared = shared
         self._clock = clock
         self._timer = timer
         # key -> (deadline on ``timer``, value), least recently used first. A plain OrderedDict
@@ -96,8 +106,21 @@ class TokenCache(Generic[V]):
         return await asyncio.shield(task)
 
     async def _load(self, key: bytes, loader: Loader[V]) -> V:
+        shared = self.shared
+        if shared is None:
+            value, expires_at = await loader()
+            self.put(key, value, expires_at)
+            return value
+        found = await shared.get(key)
+        if found is not None:
+            # ``until`` is when the worker that verified it stops trusting it: this process
+            # trusts it no longer, so a token is never trusted for more than ``ttl`` in all.
+            value, until = found
+            self.put(key, value, until)
+            return value
         value, expires_at = await loader()
         self.put(key, value, expires_at)
+        await shared.put(key, value, min(expires_at, self._clock() + self.ttl))
         return value
 
     def _forget(self, key: bytes) -> Callable[[asyncio.Task[V]], None]:
