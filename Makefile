@@ -8,7 +8,10 @@ PORT   ?= 8000
 EMULATOR_PORT ?= 8102
 LINTED := fastapi_stack_auth example_app tests $(wildcard bench)
 
-.PHONY: install test lint pytest run bench clean
+# root (CI, containers) installs packages directly; anyone else through sudo.
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install test lint pytest redis-server run bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +25,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy --strict fastapi_stack_auth
 
-pytest: $(STAMP)
+# The shared-cache tests start their own Redis on a free loopback port: Debian's redis-server,
+# installed here when it is missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null 2>&1 || { \
+	    echo "The tests need redis-server on PATH: install Redis (e.g. brew install redis)" >&2; \
+	    exit 1; }; \
+	  echo "Installing Debian's redis-server for the shared-cache tests"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+pytest: $(STAMP) redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint pytest
@@ -32,8 +46,11 @@ test: lint pytest
 run: $(STAMP)
 	$(BIN)/python -m example_app.dev --host $(HOST) --port $(PORT) --emulator-port $(EMULATOR_PORT)
 
+# Per-request overhead in process, then the load test (example app under uvicorn, 127.0.0.1,
+# about 4 minutes on 2 cores); BENCH_ARGS goes to the load test, e.g. BENCH_ARGS=--quick.
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/load.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

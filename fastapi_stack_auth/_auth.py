@@ -42,6 +42,8 @@ from ._jwks import JwksCache
 from ._jwt import JwtVerifier
 from ._models import StackUser
 from ._settings import StackAuthSettings, load_settings
+from ._shared_cache import GuardedTier, shared_caches
+from ._stale import StaleIdentities
 from ._tokens import AccessToken, credential_from_headers, parse_access_token
 from ._verifiers import Identity, RemoteVerifier, Verifier
 
@@ -87,9 +89,18 @@ class StackAuth:
         self.cache: TokenCache[Identity] = TokenCache(
             maxsize=s.cache_max_entries, ttl=math.inf if jwt_mode else s.cache_ttl
         )
+        #: Remote mode, ``stale_grace`` > 0: last-good identities, used while Stack is down.
+        self.stale: StaleIdentities | None = None
+        if not jwt_mode and s.stale_grace > 0:
+            self.stale = StaleIdentities(grace=s.stale_grace, maxsize=s.cache_max_entries)
         #: Full profiles fetched for JWT-mode identities (``fetch_user``), for ``cache_ttl``.
         self.profiles: TokenCache[StackUser] = TokenCache(
             maxsize=s.cache_max_entries, ttl=s.cache_ttl
+        )
+        #: The shared cache tier under both caches (Redis, ``STACK_CACHE_URL``), or ``None``.
+        self.shared_tier: GuardedTier | None
+        self.shared_tier, self.cache.shared, self.profiles.shared = shared_caches(
+            s, jwt_mode=jwt_mode
         )
         self._leeway = s.jwt_leeway if jwt_mode else 0.0
         pid = s.project_id
@@ -133,8 +144,11 @@ class StackAuth:
     async def start(self) -> None:
         """Open the shared HTTP client, check our keys once and, in JWT mode, load the JWKS
         (a failure is logged, not raised: public routes keep working and protected ones answer
-        500/503; the JWKS is fetched again on first use)."""
+        500/503; the JWKS is fetched again on first use). An unreachable shared cache (Redis)
+        is a warning too: requests go on without it until it is back."""
         await self.client.open()
+        if self.shared_tier is not None:
+            await self.shared_tier.start()
         if self.settings.check_keys_on_startup and self.settings.secret_server_key is not None:
             await self._check_keys()
         jwks = self.jwks
@@ -152,10 +166,13 @@ class StackAuth:
                 logger.info("Loaded the Stack Auth JWKS (%d keys)", len(jwks.kids))
 
     async def stop(self) -> None:
-        """Stop a JWKS fetch in flight and close the shared HTTP client."""
+        """Stop a JWKS fetch in flight, close the shared cache's connections and the shared
+        HTTP client."""
         jwks = self.jwks
         if jwks is not None:
             await jwks.aclose()
+        if self.shared_tier is not None:
+            await self.shared_tier.aclose()
         await self.client.aclose()
 
     async def __aenter__(self) -> StackAuth:
@@ -250,10 +267,23 @@ class StackAuth:
             raise invalid_token("The access token was issued for another project")
 
     async def _verify(self, token: AccessToken) -> tuple[Identity, float]:
+        stale = self.stale
         try:
             identity = await self.verifier.verify(token)
-        except StackAuthError as exc:
+        except StackUnavailableError as exc:
+            if stale is not None:
+                # Serve-stale: an identity Stack confirmed within the grace window, cached no
+                # longer than that window (nor past exp).
+                last_good = stale.recall(token_key(token.raw), exc.reason)
+                if last_good is not None:
+                    return last_good
             raise self._http_error(exc) from None
+        except StackAuthError as exc:
+            if stale is not None:
+                stale.forget(token_key(token.raw))
+            raise self._http_error(exc) from None
+        if stale is not None:
+            stale.remember(token_key(token.raw), identity)
         return identity, float(identity.claims.exp)
 
     async def fetch_user(self, credential: str | HTTPConnection) -> StackUser:

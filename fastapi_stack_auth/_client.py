@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import random as _random
 import re
+import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -18,12 +22,26 @@ from ._errors import (
     stack_api_error,
 )
 from ._settings import StackAuthSettings
+from ._transport import default_transport
 from ._version import __version__
 
 #: Sent as ``x-stack-client-version``; matches Stack's ``^(\w+)\s+(@[\w/]+)@([\d.]+)$``.
 CLIENT_VERSION = f"python @fastapi_stack_auth@{__version__}"
 DEFAULT_RETRY_AFTER = 5
 MAX_RETRY_AFTER = 300
+#: Only these methods are ever sent twice: they are idempotent.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD"})
+#: Answers worth another attempt: rate limited, or a gateway or instance that is down for a
+#: moment. A plain 500 is not retried (most likely the same bug again): it fails at once.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Full-jitter backoff: after attempt n, wait uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**(n-1))).
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 2.0
+#: No attempt is started with less than this many seconds left of the call's deadline.
+MIN_ATTEMPT_TIME = 0.05
+
+logger = logging.getLogger("fastapi_stack_auth")
+
 #: Headers that authenticate this server; ``get_public`` strips them (a public endpoint such as
 #: the JWKS must never receive our keys, and an access type would make Stack check them).
 _SERVER_AUTH_HEADERS = (
@@ -38,12 +56,32 @@ _STATUS = re.compile(r"[1-5][0-9][0-9]")
 _SECONDS = re.compile(r"[0-9]{1,6}")
 
 
-def _retry_after(response: httpx.Response) -> int:
+def _retry_after_seconds(response: httpx.Response) -> int | None:
+    """Stack's ``Retry-After`` in whole seconds (``0`` included), or ``None`` if it sent none
+    we can read."""
     # Only plain ASCII delta-seconds; str.isdigit() would also accept "²" and int() then fail.
+    # An HTTP date is not read: the clocks of two machines cannot be compared to the second.
     value = response.headers.get("retry-after", "").strip()
     if _SECONDS.fullmatch(value):
-        return max(1, min(int(value), MAX_RETRY_AFTER))
-    return DEFAULT_RETRY_AFTER
+        return min(int(value), MAX_RETRY_AFTER)
+    return None
+
+
+def _retry_after(response: httpx.Response) -> int:
+    """The ``Retry-After`` we tell our own client: Stack's (at least 1 s), else 5 s."""
+    seconds = _retry_after_seconds(response)
+    return DEFAULT_RETRY_AFTER if seconds is None else max(1, seconds)
+
+
+def _status(response: httpx.Response) -> int:
+    """The response's status; for a 200, the real one if a proxy or SDK had Stack send it as
+    ``x-stack-actual-status`` (``x-stack-override-error-status``, which we never ask for)."""
+    status = response.status_code
+    if status == 200:
+        actual = response.headers.get("x-stack-actual-status", "")
+        if _STATUS.fullmatch(actual):
+            return int(actual)
+    return status
 
 
 class StackClient:
@@ -53,6 +91,16 @@ class StackClient:
     keys, client version). Errors come back as typed exceptions: ``StackAPIError`` subclasses
     for Stack's error envelope, ``StackUnavailableError`` for network failures, timeouts, 429
     and 5xx, ``StackBadResponseError`` for answers that are not what the contract says.
+
+    Faults are retried for idempotent methods (GET, HEAD) only: connection failures, timeouts,
+    connections dropped mid-answer, and 429/502/503/504, at most ``max_attempts`` attempts with
+    full-jitter exponential backoff. ``Retry-After`` (429, 503) is waited for if it fits in what
+    is left of the deadline, else the call fails at once carrying it. Each attempt is bounded by
+    ``http_timeout`` and all attempts together by ``request_deadline``.
+
+    ``sleep``, ``random`` (uniform in [0, 1)) and ``clock`` (monotonic seconds) are what the
+    retries wait with, jitter with and measure the deadline with; tests replace them (also as
+    attributes of the same names).
     """
 
     def __init__(
@@ -60,10 +108,22 @@ class StackClient:
         settings: StackAuthSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        random: Callable[[], float] = _random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
+        self.sleep = sleep
+        self.random = random
+        self.clock = clock
+        #: Seconds all attempts of one call may take together.
+        self.deadline: float = (
+            settings.request_deadline
+            if settings.request_deadline is not None
+            else 2 * settings.http_timeout
+        )
 
     def _server_headers(self) -> dict[str, str]:
         s = self._settings
@@ -92,7 +152,9 @@ class StackClient:
                 headers=self._server_headers(),
                 timeout=httpx.Timeout(self._settings.http_timeout),
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-                transport=self._transport,
+                # aiohttp under the httpx API when it is the better choice (_transport.py).
+                transport=self._transport
+                or default_transport(self._settings.http_client, max_connections=100),
                 follow_redirects=False,
             )
 
@@ -164,10 +226,53 @@ class StackClient:
         return self._http
 
     async def _send(self, http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
-        # httpx's timeout applies to each phase (connect, each read); the deadline bounds the
-        # whole call, so a server dripping its body cannot hold a request for longer.
+        """Send ``request``, retrying what is worth retrying; the answer is not judged here
+        beyond its status (``_decode`` does that)."""
+        attempts = self._settings.max_attempts if request.method in IDEMPOTENT_METHODS else 1
+        deadline = self.clock() + self.deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            budget = min(self._settings.http_timeout, deadline - self.clock())
+            wait: int | None = None
+            try:
+                response = await self._attempt(http, request, budget)
+            except StackUnavailableError as exc:
+                failure = exc
+            else:
+                status = _status(response)
+                if status not in RETRY_STATUSES:
+                    return response
+                failure = StackUnavailableError(f"HTTP {status}", _retry_after(response))
+                wait = _retry_after_seconds(response)
+            if attempt >= attempts:
+                raise _after(failure, attempt)
+            delay = self.random() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+            if wait is not None:
+                delay = max(delay, float(wait))
+            if deadline - self.clock() - delay < MIN_ATTEMPT_TIME:
+                # No time left for another attempt (or Stack asks us to wait longer than our
+                # client will): fail now, passing Stack's Retry-After on.
+                raise _after(failure, attempt)
+            # The path only: a query could carry ids, and the token travels in a header.
+            logger.debug(
+                "Stack Auth %s %s failed (%s); attempt %d of %d in %.3f s",
+                request.method,
+                request.url.path,
+                failure.reason,
+                attempt + 1,
+                attempts,
+                delay,
+            )
+            await self.sleep(delay)
+
+    async def _attempt(
+        self, http: httpx.AsyncClient, request: httpx.Request, budget: float
+    ) -> httpx.Response:
+        # httpx's timeout applies to each phase (connect, each read); ``budget`` bounds the
+        # whole attempt, so a server dripping its body cannot hold a request for longer.
         try:
-            with anyio.fail_after(self._settings.http_timeout):
+            with anyio.fail_after(budget):
                 return await http.send(request)
         except (TimeoutError, httpx.TimeoutException):
             raise StackUnavailableError("timed out") from None
@@ -177,7 +282,11 @@ class StackClient:
                 "could not send a request to Stack Auth: a header value is illegal; check "
                 "STACK_PROJECT_ID, STACK_SECRET_SERVER_KEY and STACK_PUBLISHABLE_CLIENT_KEY"
             ) from None
-        except httpx.HTTPError as exc:
+        except httpx.DecodingError:
+            # The body arrived but its content-encoding is broken: an answer, not an outage.
+            raise StackBadResponseError("the response body could not be decoded") from None
+        except (httpx.HTTPError, OSError) as exc:
+            # OSError: a network failure a custom transport let through unwrapped.
             raise StackUnavailableError(type(exc).__name__) from None
 
     async def get_current_user(self, access_token: str) -> dict[str, Any]:
@@ -208,14 +317,14 @@ class StackClient:
         return body
 
 
+def _after(failure: StackUnavailableError, attempts: int) -> StackUnavailableError:
+    if attempts == 1:
+        return failure
+    return StackUnavailableError(f"{failure.reason}, {attempts} attempts", failure.retry_after)
+
+
 def _decode(response: httpx.Response, ok: tuple[int, ...]) -> Any:
-    status = response.status_code
-    if status == 200:
-        # A 4xx sent as 200 under ``x-stack-override-error-status`` (we never ask for it, but a
-        # proxy or SDK on the way might): the real status is in this header.
-        actual = response.headers.get("x-stack-actual-status", "")
-        if _STATUS.fullmatch(actual):
-            status = int(actual)
+    status = _status(response)
     known = response.headers.get("x-stack-known-error")
 
     if status == 429 or status >= 500:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -60,7 +61,59 @@ class StackAuthSettings(BaseSettings):
         default=30.0, ge=0, description="Seconds a verified token is trusted without asking again."
     )
     cache_max_entries: int = Field(default=10_000, ge=1, description="Most tokens cached at once.")
+    cache_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "URL of a Redis server shared by all workers and machines (redis://, rediss:// or "
+            "unix://), a second cache tier under the in-process one; needs the [redis] extra. "
+            "May hold a password: it is never logged (only host and port are)."
+        ),
+    )
+    cache_timeout: float = Field(
+        default=0.1,
+        gt=0,
+        le=10,
+        description=(
+            "Seconds each shared-cache (Redis) call may take; a slower or failing Redis is "
+            "skipped for a few seconds and requests go on without it."
+        ),
+    )
     http_timeout: float = Field(default=5.0, gt=0, description="Seconds per call to Stack Auth.")
+    # ``request_deadline`` comes after ``http_timeout``: its validator reads it.
+    request_deadline: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Seconds all attempts of one call to Stack Auth may take together, retries and "
+            "their waits included (at least http_timeout; unset: twice http_timeout)."
+        ),
+    )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description=(
+            "Most attempts of one idempotent call (GET) to Stack Auth after a connection "
+            "failure, a timeout, 429, 502, 503 or 504; 1 disables retries."
+        ),
+    )
+    stale_grace: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Remote mode: while Stack Auth is unavailable, still accept a token whose user it "
+            "verified at most this many seconds ago (never past the token's exp); 0 disables."
+        ),
+    )
+    http_client: Literal["auto", "aiohttp", "httpx"] = Field(
+        default="auto",
+        description=(
+            "What carries the calls to Stack Auth under the httpx API: 'aiohttp' (a third of "
+            "httpcore's CPU per call under load; needs the [aiohttp] extra), 'httpx' (its own "
+            "httpcore), or 'auto': aiohttp when installed, under asyncio, with no proxy in the "
+            "environment and respx not loaded."
+        ),
+    )
     allow_anonymous: bool = Field(default=False, description="Let anonymous users in.")
     allow_restricted: bool = Field(
         default=False, description="Let restricted users in (e.g. email not yet verified)."
@@ -98,6 +151,18 @@ class StackAuthSettings(BaseSettings):
             )
         return value
 
+    @field_validator("request_deadline")
+    @classmethod
+    def _deadline_covers_an_attempt(cls, value: float | None, info: ValidationInfo) -> float | None:
+        timeout = info.data.get("http_timeout")
+        if value is not None and timeout is not None and value < timeout:
+            raise PydanticCustomError(
+                "deadline",
+                "must be at least STACK_HTTP_TIMEOUT ({timeout} s)",
+                {"timeout": timeout},
+            )
+        return value
+
     @field_validator("api_url")
     @classmethod
     def _check_api_url(cls, value: str) -> str:
@@ -115,6 +180,38 @@ class StackAuthSettings(BaseSettings):
                 "(no path, query or user:password@)"
             )
         return value.rstrip("/")
+
+    @field_validator("cache_url")
+    @classmethod
+    def _check_cache_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty STACK_CACHE_URL= (a template's placeholder) means "no shared cache". The
+        # messages never repeat the value: it may carry a password.
+        if value is None or not value.get_secret_value():
+            return None
+        if redis_location(value.get_secret_value()) is None:
+            raise PydanticCustomError(
+                "cache_url",
+                "must be a redis://host[:port][/db], rediss://... or unix:///path URL",
+            )
+        return value
+
+
+def redis_location(url: str) -> str | None:
+    """Where a Redis URL points, fit for a log line (``host:port`` or the socket path, never
+    the user or password), or ``None`` if it is not a Redis URL."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme in ("redis", "rediss"):
+            host = parts.hostname
+            port = parts.port or 6379
+            if not host:
+                return None
+            return f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        if parts.scheme == "unix" and parts.path:
+            return parts.path
+    except ValueError:  # e.g. a port that is not a number
+        return None
+    return None
 
 
 def env_name(field: str) -> str:

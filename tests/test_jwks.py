@@ -55,7 +55,10 @@ def endpoint(ring: KeyRing, mock_api: respx.MockRouter) -> JwksEndpoint:
 
 @pytest.fixture
 async def client(stack_settings: dict[str, Any]) -> AsyncIterator[StackClient]:
-    async with StackClient(load_settings(**stack_settings, verify="jwt")) as opened:
+    # One HTTP call per fetch, so that calls count fetches; retries within a fetch are
+    # tested in test_faults.py.
+    settings = load_settings(**stack_settings, verify="jwt", max_attempts=1)
+    async with StackClient(settings) as opened:
         yield opened
 
 
