@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -135,6 +136,10 @@ class EmulatorApp:
         if matched is None:
             return _text(405, "Method not allowed") if path_known else _text(404, "Not found")
         route, params = matched
+        emulator = self.emulator
+        emulator.calls[f"{method} {route.label}"] += 1
+        if emulator.latency > 0:
+            await asyncio.sleep(emulator.latency)  # a distant Stack Auth (load tests)
 
         override = (
             request.headers.get("x-stack-override-error-status") is not None

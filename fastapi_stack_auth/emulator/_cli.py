@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="access-token lifetime (default 600, as Stack)",
     )
     parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="delay every API answer by this many milliseconds, like a distant Stack (default 0)",
+    )
+    parser.add_argument(
         "--public-url",
         help="base URL clients use, and the tokens' issuer (default http://HOST:PORT)",
     )
@@ -163,7 +170,12 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     args = build_parser().parse_args(argv)
     stream = out or sys.stdout
     seed = Seed.from_file(args.seed) if args.seed else None
-    emulator = Emulator(seed, access_token_ttl=args.access_token_ttl)
+    if not args.latency_ms >= 0:
+        print("error: --latency-ms must be 0 or more", file=sys.stderr)
+        return 2
+    emulator = Emulator(
+        seed, access_token_ttl=args.access_token_ttl, latency=args.latency_ms / 1000
+    )
     server = EmulatorServer(
         emulator,
         host=args.host,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,9 @@ class Emulator:
     user); ``emulator.app`` is the ASGI app. ``public_url`` is the base URL clients use: it goes
     into every token's ``iss``, so it must match the ``STACK_API_URL`` the library is given.
     ``clock`` returns epoch seconds and drives every timestamp and expiry, so tests can mint
-    expired tokens without waiting.
+    expired tokens without waiting. ``latency`` (seconds, default 0) delays every answer of an
+    API endpoint, as a distant Stack Auth would (for load tests); ``calls`` counts the requests
+    each endpoint received, e.g. ``calls["GET /users/me"]``.
     """
 
     def __init__(
@@ -48,9 +51,16 @@ class Emulator:
         public_url: str = DEFAULT_PUBLIC_URL,
         access_token_ttl: int = DEFAULT_ACCESS_TOKEN_TTL,
         clock: Callable[[], float] = time.time,
+        latency: float = 0.0,
     ) -> None:
         if access_token_ttl < 1:
             raise ValueError("access_token_ttl must be at least 1 second")
+        if not latency >= 0:
+            raise ValueError("latency must be 0 or more seconds")
+        #: Seconds every API answer is delayed by (``asyncio.sleep``): a slow network.
+        self.latency = latency
+        #: Requests received per endpoint, keyed ``"METHOD /path pattern"`` (``/api/v1`` off).
+        self.calls: Counter[str] = Counter()
         self.seed = seed if seed is not None else default_seed()
         self.public_url = public_url
         self.access_token_ttl = access_token_ttl

@@ -54,6 +54,8 @@ class Route:
     pattern: re.Pattern[str]
     access: tuple[str, ...] | None
     handler: Handler
+    #: The path as written in the table (``/users/{user_id}``), for ``Emulator.calls``.
+    label: str = ""
 
 
 # --- field sets -------------------------------------------------------------------------------
@@ -601,7 +603,7 @@ def _route(method: str, path: str, access: tuple[str, ...] | None, handler: Hand
     for segment in path.strip("/").split("/"):
         param = re.fullmatch(r"\{(\w+)\}", segment)
         parts.append(f"(?P<{param.group(1)}>[^/]+)" if param else re.escape(segment))
-    return Route(method, re.compile("/" + "/".join(parts)), access, handler)
+    return Route(method, re.compile("/" + "/".join(parts)), access, handler, path)
 
 
 def _routes() -> list[Route]:
@@ -626,7 +628,15 @@ def _routes() -> list[Route]:
         _route("POST", "/auth/oauth/token", None, oauth_token),
     ]
     anonymous_alias = r"/projects-anonymous-users/(?P<project_id>[^/]+)/\.well-known/(?P<rest>.+)"
-    routes.append(Route("GET", re.compile(anonymous_alias), None, anonymous_well_known))
+    routes.append(
+        Route(
+            "GET",
+            re.compile(anonymous_alias),
+            None,
+            anonymous_well_known,
+            "/projects-anonymous-users/{project_id}/.well-known/{rest}",
+        )
+    )
     return routes
 
 

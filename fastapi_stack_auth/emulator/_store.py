@@ -45,7 +45,9 @@ def new_id() -> str:
 
 def new_refresh_token() -> str:
     """An opaque refresh token: 45 lower-case Crockford base32 characters (225 random bits)."""
-    return "".join(secrets.choice(_CROCKFORD) for _ in range(REFRESH_TOKEN_LENGTH))
+    # One random byte per character, its low 5 bits (256 is a multiple of 32: uniform); 30 times
+    # faster than secrets.choice per character, which load tests minting 100k sessions notice.
+    return "".join(_CROCKFORD[b & 31] for b in secrets.token_bytes(REFRESH_TOKEN_LENGTH))
 
 
 def hash_password(password: str) -> str:
