@@ -9,13 +9,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import respx
 
 from fastapi_stack_auth import StackAuth
+
+if TYPE_CHECKING:
+    from tests.jwt_helpers import JwksEndpoint, KeyRing
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stack-auth-api"
 API_URL = "https://stack.test"
@@ -144,3 +147,21 @@ async def stack(
 def token_factory() -> Callable[..., str]:
     """``mint_token`` as a fixture."""
     return mint_token
+
+
+@pytest.fixture
+def ring() -> KeyRing:
+    """The signing keys of a fake project (JWT-mode tests)."""
+    from tests.jwt_helpers import KeyRing  # jwt_helpers imports this module
+
+    return KeyRing()
+
+
+@pytest.fixture
+def endpoint(ring: KeyRing, mock_api: respx.MockRouter) -> JwksEndpoint:
+    """``ring``'s public keys served as the project's JWKS through ``mock_api``."""
+    from tests.jwt_helpers import JwksEndpoint
+
+    served = JwksEndpoint(ring)
+    mock_api.get(f"/projects/{PROJECT_ID}/.well-known/jwks.json").mock(side_effect=served)
+    return served

@@ -42,18 +42,6 @@ class Clock:
 
 
 @pytest.fixture
-def ring() -> KeyRing:
-    return KeyRing()
-
-
-@pytest.fixture
-def endpoint(ring: KeyRing, mock_api: respx.MockRouter) -> JwksEndpoint:
-    served = JwksEndpoint(ring)
-    mock_api.get(f"/projects/{PROJECT_ID}/.well-known/jwks.json").mock(side_effect=served)
-    return served
-
-
-@pytest.fixture
 async def client(stack_settings: dict[str, Any]) -> AsyncIterator[StackClient]:
     # One HTTP call per fetch, so that calls count fetches; retries within a fetch are
     # tested in test_faults.py.

@@ -135,18 +135,6 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
 
 
 @pytest.fixture
-def ring() -> KeyRing:
-    return KeyRing()
-
-
-@pytest.fixture
-def endpoint(ring: KeyRing, mock_api: respx.MockRouter) -> JwksEndpoint:
-    served = JwksEndpoint(ring)
-    mock_api.get(f"/projects/{PROJECT_ID}/.well-known/jwks.json").mock(side_effect=served)
-    return served
-
-
-@pytest.fixture
 def jwt_settings(stack_settings: dict[str, Any]) -> dict[str, Any]:
     return {**stack_settings, "verify": "jwt"}
 
