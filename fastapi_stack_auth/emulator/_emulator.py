@@ -99,18 +99,9 @@ class Emulator:
                 publishable_client_keys=list(seed.publishable_client_keys),
                 secret_server_keys=list(seed.secret_server_keys),
                 super_secret_admin_keys=list(seed.super_secret_admin_keys),
+                # The seed's config names the same fields as the store's: copy them all.
                 config=ProjectConfig(
-                    sign_up_enabled=c.sign_up_enabled,
-                    credential_enabled=c.credential_enabled,
-                    magic_link_enabled=c.magic_link_enabled,
-                    passkey_enabled=c.passkey_enabled,
-                    client_team_creation_enabled=c.client_team_creation_enabled,
-                    client_user_deletion_enabled=c.client_user_deletion_enabled,
-                    allow_user_api_keys=c.allow_user_api_keys,
-                    allow_team_api_keys=c.allow_team_api_keys,
-                    enabled_oauth_providers=list(c.enabled_oauth_providers),
-                    require_email_verification=c.require_email_verification,
-                    require_publishable_client_key=c.require_publishable_client_key,
+                    **{**c.model_dump(), "enabled_oauth_providers": list(c.enabled_oauth_providers)}
                 ),
             )
         )
