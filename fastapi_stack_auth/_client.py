@@ -14,16 +14,15 @@ from typing import Any
 import anyio
 import httpx
 
-from ._errors import (
+from ._settings import StackAuthSettings
+from ._version import __version__
+from .errors import (
     StackAPIError,
     StackAuthError,
     StackBadResponseError,
     StackUnavailableError,
     stack_api_error,
 )
-from ._settings import StackAuthSettings
-from ._transport import default_transport
-from ._version import __version__
 
 #: Sent as ``x-stack-client-version``; matches Stack's ``^(\w+)\s+(@[\w/]+)@([\d.]+)$``.
 CLIENT_VERSION = f"python @fastapi_stack_auth@{__version__}"
@@ -152,9 +151,7 @@ class StackClient:
                 headers=self._server_headers(),
                 timeout=httpx.Timeout(self._settings.http_timeout),
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-                # aiohttp under the httpx API when it is the better choice (_transport.py).
-                transport=self._transport
-                or default_transport(self._settings.http_client, max_connections=100),
+                transport=self._transport,
                 follow_redirects=False,
             )
 

@@ -31,7 +31,7 @@ from urllib.parse import quote
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ._client import StackClient
-from ._errors import StackAuthError, StackBadResponseError, StackUnavailableError
+from .errors import StackAuthError, StackBadResponseError, StackUnavailableError
 
 logger = logging.getLogger("fastapi_stack_auth")
 
@@ -53,14 +53,16 @@ _MAX_AGE = re.compile(r'max-age\s*=\s*"?(\d+)"?')
 
 
 def _coordinate(value: Any) -> bytes | None:
-    """A P-256 coordinate from its unpadded base64url form (exactly 32 bytes), else ``None``."""
-    if not isinstance(value, str) or len(value) != 43 or _B64URL.fullmatch(value) is None:
+    """A P-256 coordinate from its unpadded base64url form, left-padded to 32 bytes, else
+    ``None``. Stack drops a coordinate's leading zero bytes (about 1 key in 128 has a 31-byte
+    ``x`` or ``y``), so a short one is valid; a longer one cannot be a P-256 coordinate."""
+    if not isinstance(value, str) or not 0 < len(value) <= 43 or not _B64URL.fullmatch(value):
         return None
     try:
-        raw = base64.urlsafe_b64decode(value + "=")
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     except (binascii.Error, ValueError):
         return None
-    return raw if len(raw) == 32 else None
+    return raw.rjust(32, b"\x00") if len(raw) <= 32 else None
 
 
 def es256_public_key(jwk: Any) -> ec.EllipticCurvePublicKey | None:

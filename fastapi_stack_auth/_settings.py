@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ._errors import StackAuthConfigError
+from .errors import StackAuthConfigError
 
 ENV_PREFIX = "STACK_"
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
@@ -103,15 +103,6 @@ class StackAuthSettings(BaseSettings):
         description=(
             "Remote mode: while Stack Auth is unavailable, still accept a token whose user it "
             "verified at most this many seconds ago (never past the token's exp); 0 disables."
-        ),
-    )
-    http_client: Literal["auto", "aiohttp", "httpx"] = Field(
-        default="auto",
-        description=(
-            "What carries the calls to Stack Auth under the httpx API: 'aiohttp' (a third of "
-            "httpcore's CPU per call under load; needs the [aiohttp] extra), 'httpx' (its own "
-            "httpcore), or 'auto': aiohttp when installed, under asyncio, with no proxy in the "
-            "environment and respx not loaded."
         ),
     )
     allow_anonymous: bool = Field(default=False, description="Let anonymous users in.")
@@ -214,29 +205,30 @@ def redis_location(url: str) -> str | None:
     return None
 
 
-def env_name(field: str) -> str:
+def env_name(field: str, prefix: str = ENV_PREFIX) -> str:
     """The environment variable that sets ``field``."""
-    return f"{ENV_PREFIX}{field.upper()}"
+    return f"{prefix}{field.upper()}"
 
 
-def load_settings(**overrides: Any) -> StackAuthSettings:
-    """Build settings from the environment and ``overrides``.
+def load_settings(env_prefix: str = ENV_PREFIX, **overrides: Any) -> StackAuthSettings:
+    """Build settings from the environment (variables named ``env_prefix`` + field) and
+    ``overrides``.
 
     Raises ``StackAuthConfigError`` naming each offending environment variable. The message is
     built from field names and pydantic's error text only, never from the input values, so a
     secret typed into the wrong variable cannot leak through it.
     """
     try:
-        return StackAuthSettings(**overrides)
+        return StackAuthSettings(_env_prefix=env_prefix, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_input=False, include_url=False):
             field = str(error["loc"][0]) if error["loc"] else "?"
             if error["type"] == "missing":
                 why = "" if error["msg"] == "Field required" else f" ({error['msg']})"
-                problems.append(f"{env_name(field)} is required but not set{why}")
+                problems.append(f"{env_name(field, env_prefix)} is required but not set{why}")
             else:
-                problems.append(f"{env_name(field)} is invalid: {error['msg']}")
+                problems.append(f"{env_name(field, env_prefix)} is invalid: {error['msg']}")
         raise StackAuthConfigError(
             "Stack Auth settings are missing or invalid: "
             + "; ".join(problems)

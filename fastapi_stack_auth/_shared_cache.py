@@ -35,10 +35,9 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from ._errors import StackAuthConfigError
-from ._models import StackUser, TokenClaims
 from ._settings import StackAuthSettings, redis_location
-from ._verifiers import Identity
+from .errors import StackAuthConfigError
+from .models import Identity, StackUser, TokenClaims
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -1,21 +1,22 @@
 """Serve-stale: the last identity Stack Auth confirmed for a token, for use while it is down.
 
-Off by default (``STACK_STALE_GRACE=0``). When on, every successful remote verification is
-remembered here, under the token's SHA-256 digest like the main cache, for ``grace`` seconds
-after it happened and never past the token's ``exp``. ``StackAuth`` looks here only when
-verification failed with ``StackUnavailableError``; any other failure for the token (Stack
-rejected it, its user is gone, ...) forgets it. A warning is logged when an outage starts to be
-bridged, then at most once per ``log_interval`` while it lasts; never a token.
+Off by default (``STACK_STALE_GRACE=0``). When on, each successful remote verification is kept
+here, by token digest, for ``grace`` seconds and never past the token's ``exp``. The pipeline
+looks here only when verification failed with ``StackUnavailableError``; any other failure
+forgets the token. What is served from here stays in this process: it is never written to the
+shared tier. A warning is logged when an outage starts to be bridged, then at most once per
+``log_interval`` while it lasts; never a token.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
-from ._verifiers import Identity
+from cachetools import TLRUCache
+
+from .models import Identity
 
 logger = logging.getLogger("fastapi_stack_auth")
 
@@ -36,12 +37,13 @@ class StaleIdentities:
         log_interval: float = LOG_INTERVAL,
     ) -> None:
         self.grace = grace
-        self.maxsize = maxsize
         self._clock = clock
+        # value: (identity, until when it may be served); TLRUCache expires it then.
+        self._entries: TLRUCache[bytes, tuple[Identity, float]] = TLRUCache(
+            maxsize, ttu=lambda _key, entry, _now: entry[1], timer=clock
+        )
         self._timer = timer
         self._log_interval = log_interval
-        # key -> (wall time of the last successful verification, identity)
-        self._entries: OrderedDict[bytes, tuple[float, Identity]] = OrderedDict()
         self._logged_at: float | None = None  # set while an outage is being bridged
         #: Requests answered from this store in the current outage.
         self.served = 0
@@ -50,13 +52,9 @@ class StaleIdentities:
         return len(self._entries)
 
     def remember(self, key: bytes, identity: Identity) -> None:
-        """Stack just confirmed ``identity`` for ``key``: keep it for ``grace`` seconds. A
-        confirmation also means Stack is reachable again, which ends an outage."""
-        entries = self._entries
-        entries[key] = (self._clock(), identity)
-        entries.move_to_end(key)
-        while len(entries) > self.maxsize:
-            entries.popitem(last=False)
+        """Stack just confirmed ``identity``: keep it for ``grace`` seconds. A confirmation
+        also means Stack is reachable again, which ends an outage."""
+        self._entries[key] = (identity, min(self._clock() + self.grace, identity.claims.exp))
         if self._logged_at is not None:
             logger.info(
                 "Stack Auth answers again; %d requests were let in on an identity it had "
@@ -67,23 +65,16 @@ class StaleIdentities:
             self.served = 0
 
     def forget(self, key: bytes) -> None:
-        """Stack said something other than "unavailable" about ``key``'s token: drop it."""
+        """Stack said something other than "unavailable" about the token: drop it."""
         self._entries.pop(key, None)
 
     def recall(self, key: bytes, reason: str) -> tuple[Identity, float] | None:
-        """The identity last verified for ``key`` and until when (epoch seconds) it may be
-        used, if that verification is at most ``grace`` seconds old and the token has not
-        expired; else ``None``. ``reason`` says why Stack is unavailable, for the log."""
+        """The identity last verified for ``key`` and until when it may be used (epoch
+        seconds), if that was at most ``grace`` seconds ago and before ``exp``; else ``None``.
+        ``reason`` says why Stack is unavailable, for the log."""
         entry = self._entries.get(key)
         if entry is None:
             return None
-        verified_at, identity = entry
-        now = self._clock()
-        until = min(verified_at + self.grace, float(identity.claims.exp))
-        if until <= now:
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
         self.served += 1
         timer = self._timer()
         if self._logged_at is None or timer - self._logged_at >= self._log_interval:
@@ -95,4 +86,4 @@ class StaleIdentities:
                 self.grace,
                 self.served,
             )
-        return identity, until
+        return entry

@@ -1,61 +1,76 @@
-"""Verifiers: turn a well-shaped access token into an ``Identity``, or raise.
+"""Verifiers turn a raw access token into an ``Identity``, or raise.
 
-A verifier is plain async Python (no FastAPI). It raises the library's exceptions
-(``StackAPIError`` and kin, ``StackUnavailableError``, ``StackBadResponseError``); ``StackAuth``
-maps them to HTTP answers in one place.
+A verifier is plain async Python (no FastAPI). It raises ``AuthError`` for a token it rejects
+and the library's other exceptions (``StackAPIError`` and kin, ``StackUnavailableError``,
+``StackBadResponseError``) for what went wrong on the way; the dependencies turn those into
+HTTP answers in one place.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 from typing import Protocol
 
+import jwt
 from pydantic import ValidationError
 
 from ._client import StackClient
-from ._errors import StackBadResponseError
-from ._models import StackUser, TokenClaims
-from ._tokens import AccessToken
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a verified token belongs to: its claims and the user.
-
-    ``user`` is the full profile from Stack Auth, or, when ``snapshot`` is true (JWT mode), the
-    user as the token's claims describe them (``StackUser.from_claims``).
-    """
-
-    claims: TokenClaims
-    user: StackUser
-    snapshot: bool = False
+from ._tokens import read_claims, read_header
+from .errors import StackBadResponseError, invalid_token, token_expired
+from .models import Identity, StackUser
 
 
 class Verifier(Protocol):
-    """What ``StackAuth`` needs from a way of verifying tokens."""
+    """What the pipeline needs from a way of verifying tokens."""
 
-    async def verify(self, token: AccessToken) -> Identity:
-        """Verify ``token`` or raise; the identity is cached until the token's ``exp``."""
+    async def verify(self, raw: str) -> Identity:
+        """Verify ``raw`` or raise; the identity may be cached until the token's ``exp``."""
         ...
 
 
 class RemoteVerifier:
-    """Asks Stack Auth (``GET /api/v1/users/me``): sees deleted users and fresh profile data."""
+    """Asks Stack Auth (``GET /api/v1/users/me``): sees deleted users and fresh profile data.
 
-    def __init__(self, client: StackClient) -> None:
+    Before asking, it reads the token without verifying it and spares Stack the call for one
+    that is not an ES256 JWT, has expired or was issued for another project: unverified claims
+    are only ever used to reject.
+    """
+
+    def __init__(
+        self, client: StackClient, project_id: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self._client = client
+        self._project_id = project_id
+        self._audiences = (project_id, f"{project_id}:restricted", f"{project_id}:anon")
+        self._clock = clock
 
-    async def verify(self, token: AccessToken) -> Identity:
-        """Verify ``token`` by fetching its user from Stack Auth."""
-        body = await self._client.get_current_user(token.raw)
+    async def verify(self, raw: str) -> Identity:
+        """Verify ``raw`` by fetching its user from Stack Auth."""
+        read_header(raw)
         try:
-            user = StackUser.model_validate(body)
+            payload = jwt.decode(raw, options={"verify_signature": False})
+        except jwt.InvalidTokenError:
+            raise invalid_token("The access token is not a JWT") from None
+        claims = read_claims(payload)
+        if claims.exp <= self._clock():
+            raise token_expired()
+        if claims.aud not in self._audiences:
+            if claims.aud.split(":", 1)[0] == self._project_id:
+                raise invalid_token("The access token has an unknown audience")
+            raise invalid_token("The access token was issued for another project")
+        user = await self.fetch_user(raw)
+        if user.id != claims.sub:
+            raise StackBadResponseError("GET /users/me returned another user than the token's")
+        # Stack accepted the token, so its signature, issuer and expiry are good.
+        return Identity(claims=claims, user=user)
+
+    async def fetch_user(self, raw: str) -> StackUser:
+        """The full profile of ``raw``'s user from ``GET /users/me`` (no checks of our own)."""
+        body = await self._client.get_current_user(raw)
+        try:
+            return StackUser.model_validate(body)
         except ValidationError as exc:
             raise StackBadResponseError(
                 f"GET /users/me returned an unexpected user ({exc.error_count()} problems)"
             ) from None
-        if user.id != token.claims.sub:
-            raise StackBadResponseError("GET /users/me returned another user than the token's")
-        # Stack accepted the token, so its signature, issuer and expiry are good: its claims
-        # can be trusted as they are.
-        return Identity(claims=token.claims, user=user)

@@ -39,8 +39,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ._auth import StackAuth
 from ._settings import StackAuthSettings
+from ._stack import StackAuth
 from .emulator import Emulator, EmulatorServer, Seed, Tokens
 
 #: Base URL of in-process emulators: ``.invalid`` never resolves, so nothing leaves the process.

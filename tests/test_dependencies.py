@@ -26,12 +26,12 @@ from fastapi_stack_auth import (
     OptionalUser,
     StackAuth,
     StackUser,
-    TokenCache,
     UserDependency,
     current_user,
     optional_user,
     require_user,
 )
+from fastapi_stack_auth._cache import TokenCache
 from tests.conftest import FIXTURES, PROJECT_ID, SECRET_KEY, USER_ID, mint_token, user_body
 
 ANON_ID = "b7a1c3d5-e9f2-4a6b-8c0d-2e4f6a8b0c1d"

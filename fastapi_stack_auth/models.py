@@ -1,7 +1,9 @@
-"""Typed shapes from Stack Auth: `StackUser` (full profile) and `TokenClaims` (the JWT)."""
+"""Typed shapes from Stack Auth: ``StackUser`` (a profile), ``TokenClaims`` (the JWT), ``Team``,
+and ``Identity`` (what a verified token gives)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -130,35 +132,19 @@ class StackUser(_StackModel):
         profile.
         """
         reason = claims.restricted_reason
-        values: dict[str, Any] = {
-            "id": claims.sub,
-            "primary_email": claims.email,
-            "primary_email_verified": claims.email_verified,
-            "display_name": claims.name,
-            "signed_up_at_millis": (claims.signed_up_at or 0) * 1000,
-            "requires_totp_mfa": claims.requires_totp_mfa,
-            "selected_team_id": claims.selected_team_id,
-            "is_anonymous": claims.is_anonymous,
-            "is_restricted": claims.is_restricted,
-            "restricted_reason": reason,
-            "restricted_by_admin": reason is not None
-            and reason.type == "restricted_by_administrator",
-        }
-        if cls is not StackUser:  # a subclass may add fields or validators: validate
-            return cls(**values)
-        # Every value comes from validated claims and fits its field as it is (strict str and
-        # bool, ``signed_up_at`` <= _MAX_SECONDS so its milliseconds fit ``Millis``, the
-        # RestrictedReason instance itself), so the user is assembled as ``model_construct``
-        # does, without validating again: 2 us instead of 8 on every first sight of a token.
-        # tests/test_fast_paths.py checks that the result equals the validated one.
-        user = _new_model(cls)
-        fields = _SNAPSHOT_DEFAULTS.copy()
-        fields.update(values)
-        _set(user, "__dict__", fields)
-        _set(user, "__pydantic_fields_set__", set(_SNAPSHOT_FIELDS))
-        _set(user, "__pydantic_extra__", {})
-        _set(user, "__pydantic_private__", None)
-        return user
+        return cls(
+            id=claims.sub,
+            primary_email=claims.email,
+            primary_email_verified=claims.email_verified,
+            display_name=claims.name,
+            signed_up_at_millis=(claims.signed_up_at or 0) * 1000,
+            requires_totp_mfa=claims.requires_totp_mfa,
+            selected_team_id=claims.selected_team_id,
+            is_anonymous=claims.is_anonymous,
+            is_restricted=claims.is_restricted,
+            restricted_reason=reason,
+            restricted_by_admin=reason is not None and reason.type == "restricted_by_administrator",
+        )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -171,32 +157,6 @@ class StackUser(_StackModel):
     def last_active_at(self) -> datetime | None:
         """``last_active_at_millis`` as an aware UTC datetime (server access only)."""
         return _from_millis(self.last_active_at_millis)
-
-
-#: Every field of a snapshot user, at its default, in declaration order (``from_claims``).
-_SNAPSHOT_DEFAULTS: dict[str, Any] = dict(
-    StackUser.model_construct(
-        id="", signed_up_at_millis=0, is_anonymous=False, is_restricted=False
-    ).__dict__
-)
-#: The fields ``from_claims`` sets (its ``model_fields_set``).
-_SNAPSHOT_FIELDS = frozenset(
-    {
-        "id",
-        "primary_email",
-        "primary_email_verified",
-        "display_name",
-        "signed_up_at_millis",
-        "requires_totp_mfa",
-        "selected_team_id",
-        "is_anonymous",
-        "is_restricted",
-        "restricted_reason",
-        "restricted_by_admin",
-    }
-)
-_new_model = object.__new__
-_set = object.__setattr__
 
 
 class TokenClaims(_StackModel):
@@ -223,17 +183,14 @@ class TokenClaims(_StackModel):
     iat: Seconds | None = None
     exp: Seconds
 
-    @model_validator(mode="after")
-    def _legacy_restricted(self) -> TokenClaims:
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_restricted(cls, data: Any) -> Any:
         # Tokens from before restricted users existed carry no ``is_restricted``: Stack treats
-        # them as restricted exactly when they are anonymous, and so do we. An "after" check
-        # of what was sent (``model_fields_set``), not a "before" rewrite of the input: that
-        # would make ``model_validate_json`` build a Python dict first, costing it its speed.
-        fields_set = self.__pydantic_fields_set__
-        if "is_restricted" not in fields_set:
-            self.__dict__["is_restricted"] = self.is_anonymous  # frozen: set before anyone sees it
-            fields_set.add("is_restricted")
-        return self
+        # them as restricted exactly when they are anonymous, and so do we.
+        if isinstance(data, dict) and "is_restricted" not in data:
+            data = {**data, "is_restricted": data.get("is_anonymous", False)}
+        return data
 
     @property
     def user_id(self) -> str:
@@ -244,3 +201,16 @@ class TokenClaims(_StackModel):
     def expires_at(self) -> datetime:
         """``exp`` as an aware UTC datetime."""
         return datetime.fromtimestamp(self.exp, tz=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a verified token belongs to: its claims and the user.
+
+    ``user`` is the full profile from Stack Auth, or, when ``snapshot`` is true (JWT mode), the
+    user as the token's claims describe them (``StackUser.from_claims``).
+    """
+
+    claims: TokenClaims
+    user: StackUser
+    snapshot: bool = False

@@ -1,11 +1,15 @@
-"""Exceptions: what Stack Auth said (`StackAPIError` and kin), what we answer (`AuthError`)."""
+"""Exceptions: what Stack Auth said (``StackAPIError`` and kin), what we answer (``AuthError``),
+and ``to_auth_error``, the one mapping from the first to the second."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
+
+logger = logging.getLogger("fastapi_stack_auth")
 
 
 class StackAuthError(Exception):
@@ -141,10 +145,6 @@ class AuthError(HTTPException, StackAuthError):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status_code={self.status_code}, code={self.code!r})"
 
-    def copy(self) -> AuthError:
-        """A fresh exception with the same status, code, detail and headers."""
-        return AuthError(self.status_code, self.code, self.detail, self.headers)
-
 
 def _bearer_challenge(error: str | None = None, description: str | None = None) -> dict[str, str]:
     if error is None:
@@ -214,3 +214,57 @@ def stack_bad_response() -> AuthError:
     return AuthError(
         502, "STACK_AUTH_BAD_RESPONSE", "Authentication service sent an invalid response"
     )
+
+
+def to_auth_error(exc: StackAuthError) -> AuthError:
+    """What our client is told about ``exc``: a fresh ``AuthError`` that says whose fault it is.
+
+    Our own misconfiguration (500) and Stack's faults (502/503) are logged here, naming the
+    setting to fix where there is one; never a token or key.
+    """
+    if isinstance(exc, AuthError):
+        # A fresh exception per request: concurrent waiters may share one failure.
+        return AuthError(exc.status_code, exc.code, exc.detail, exc.headers)
+    if isinstance(exc, InvalidAccessTokenError):
+        if exc.expired:
+            return token_expired()
+        if exc.code == "INVALID_PROJECT_FOR_ACCESS_TOKEN":
+            return invalid_token("The access token was issued for another project")
+        return invalid_token()
+    if isinstance(exc, UserGoneError):
+        return user_not_found()
+    if isinstance(exc, UserNotAllowedError):
+        if exc.code == "ANONYMOUS_AUTHENTICATION_NOT_ALLOWED":
+            return anonymous_not_allowed()
+        return restricted_not_allowed()
+    if isinstance(exc, ProjectCredentialsError):
+        logger.error(
+            "Stack Auth rejected this server's credentials (%s): check the %s setting",
+            exc.code,
+            exc.setting,
+        )
+    elif isinstance(exc, StackAPIError):
+        logger.error(
+            "Stack Auth refused our request with HTTP %s %s; treating it as a server "
+            "misconfiguration%s",
+            exc.status_code,
+            exc.code or "(no code)",
+            url_hint(exc),
+        )
+    elif isinstance(exc, StackUnavailableError):
+        logger.warning("Stack Auth is unavailable (%s)", exc.reason)
+        return stack_unavailable(exc.retry_after)
+    elif isinstance(exc, StackBadResponseError):
+        logger.error("Stack Auth sent a response we cannot use: %s", exc)
+        return stack_bad_response()
+    else:
+        # Our own exceptions carry our own words only (never a token or key): log them whole.
+        logger.error("Stack Auth verification failed: %s", exc)
+    return server_misconfigured()
+
+
+def url_hint(exc: StackAPIError) -> str:
+    """A hint for the log when a 404 without Stack's envelope says the base URL is off."""
+    if exc.status_code == 404 and exc.code is None:
+        return " (a plain 404: check the STACK_API_URL setting)"
+    return ""

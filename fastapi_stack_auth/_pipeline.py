@@ -1,0 +1,113 @@
+"""The per-request pipeline: cache → verifier → policy, for one raw access token.
+
+Plain async Python: it knows no FastAPI. It raises ``AuthError`` for a token it rejects and
+the library's other exceptions for what went wrong on the way; the dependencies (the edge)
+turn every one of them into an HTTP or WebSocket answer.
+"""
+
+from __future__ import annotations
+
+from ._cache import TokenCache, token_key
+from ._stale import StaleIdentities
+from ._verifiers import RemoteVerifier, Verifier
+from .errors import (
+    StackAuthConfigError,
+    StackAuthError,
+    StackBadResponseError,
+    StackUnavailableError,
+    anonymous_not_allowed,
+    restricted_not_allowed,
+)
+from .models import Identity, StackUser
+
+
+class Pipeline:
+    """Verifies tokens (through the cache), fetches full profiles and applies the policy.
+
+    ``allow_anonymous`` / ``allow_restricted`` are the defaults a route may override.
+    ``remote`` fetches full profiles for JWT-mode identities (``None``: no secret server key,
+    so none can be fetched).
+    """
+
+    def __init__(
+        self,
+        *,
+        verifier: Verifier,
+        cache: TokenCache[Identity],
+        profiles: TokenCache[StackUser],
+        remote: RemoteVerifier | None,
+        stale: StaleIdentities | None = None,
+        allow_anonymous: bool = False,
+        allow_restricted: bool = False,
+    ) -> None:
+        self.verifier = verifier
+        self.cache = cache
+        self.profiles = profiles
+        self.stale = stale
+        self._remote = remote
+        self._allow_anonymous = allow_anonymous
+        self._allow_restricted = allow_restricted
+
+    async def authenticate(self, raw: str) -> Identity:
+        """The identity behind ``raw``, from the cache or the verifier (no policy applied)."""
+        key = token_key(raw)
+        try:
+            return await self.cache.get_or_load(key, lambda: self._verify(key, raw))
+        except StackUnavailableError as exc:
+            last_good = self.stale.recall(key, exc.reason) if self.stale is not None else None
+            if last_good is None:
+                raise
+            # Cached in this process only: a stale answer never reaches the shared tier.
+            self.cache.put(key, *last_good)
+            return last_good[0]
+
+    async def _verify(self, key: bytes, raw: str) -> tuple[Identity, float]:
+        stale = self.stale
+        try:
+            identity = await self.verifier.verify(raw)
+        except StackUnavailableError:
+            raise
+        except StackAuthError:
+            if stale is not None:
+                stale.forget(key)
+            raise
+        if stale is not None:
+            stale.remember(key, identity)
+        return identity, float(identity.claims.exp)
+
+    async def full_profile(self, raw: str, identity: Identity) -> StackUser:
+        """The full, current profile for a token ``authenticate`` accepted: ``identity.user``
+        when it is one already (remote mode), else ``GET /users/me``, cached for the TTL."""
+        if not identity.snapshot:
+            return identity.user
+        return await self.profiles.get_or_load(
+            token_key(raw), lambda: self._load_profile(raw, identity)
+        )
+
+    async def _load_profile(self, raw: str, identity: Identity) -> tuple[StackUser, float]:
+        if self._remote is None:
+            raise StackAuthConfigError(
+                "A full Stack Auth user profile needs the STACK_SECRET_SERVER_KEY setting, "
+                "which is not set"
+            )
+        user = await self._remote.fetch_user(raw)
+        if user.id != identity.claims.sub:
+            raise StackBadResponseError("GET /users/me returned another user than the token's")
+        return user, float(identity.claims.exp)
+
+    def authorize(
+        self,
+        user: StackUser,
+        *,
+        allow_anonymous: bool | None = None,
+        allow_restricted: bool | None = None,
+    ) -> None:
+        """Apply the anonymous/restricted policy (arguments override the defaults); raises
+        ``AuthError`` 403 when ``user`` is not let in."""
+        if user.is_anonymous:
+            if not (self._allow_anonymous if allow_anonymous is None else allow_anonymous):
+                raise anonymous_not_allowed()
+        elif user.is_restricted and not (
+            self._allow_restricted if allow_restricted is None else allow_restricted
+        ):
+            raise restricted_not_allowed()

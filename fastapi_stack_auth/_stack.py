@@ -1,0 +1,291 @@
+"""``StackAuth``: wiring and lifecycle. It builds the client, key set, caches and pipeline from
+the settings, opens and closes them with the app, and attaches itself to apps."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from types import TracebackType
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
+from starlette.types import Lifespan
+
+from ._cache import TokenCache
+from ._client import StackClient
+from ._jwks import JwksCache
+from ._jwt import JwtVerifier
+from ._pipeline import Pipeline
+from ._settings import ENV_PREFIX, StackAuthSettings, load_settings
+from ._shared_cache import GuardedTier, shared_caches
+from ._stale import StaleIdentities
+from ._tokens import credential_from_headers
+from ._verifiers import RemoteVerifier, Verifier
+from .errors import (
+    AuthError,
+    ProjectCredentialsError,
+    StackAPIError,
+    StackAuthError,
+    StackUnavailableError,
+    not_authenticated,
+    to_auth_error,
+    url_hint,
+)
+from .models import Identity, StackUser
+
+logger = logging.getLogger("fastapi_stack_auth")
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True)
+class _Parts:
+    settings: StackAuthSettings
+    client: StackClient
+    jwks: JwksCache | None
+    shared_tier: GuardedTier | None
+    pipeline: Pipeline
+
+
+class StackAuth:
+    """Stack Auth for FastAPI: one per Stack project.
+
+    Construction reads nothing: settings (``STACK_*`` environment variables, or ``env_prefix``
+    + name, and ``.env``; keyword arguments win) are read and validated when the app starts,
+    or at the first use of ``settings``, ``client`` or the other parts. ``init_app(app)``
+    attaches it: the dependencies find it, it opens and closes with the app's lifespan, and
+    errors are answered as ``{"detail": ..., "code": ...}``. The first instance attached to
+    an app is its default for good; routes use another with ``UserDependency(stack=...)``.
+    """
+
+    def __init__(
+        self,
+        settings: StackAuthSettings | None = None,
+        *,
+        env_prefix: str = ENV_PREFIX,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verifier: Verifier | None = None,
+        **overrides: Any,
+    ) -> None:
+        if settings is not None and overrides:
+            raise TypeError("pass either settings=... or keyword overrides, not both")
+        self._given_settings = settings
+        self._env_prefix = env_prefix
+        self._overrides = overrides
+        self._transport = transport
+        self._verifier = verifier
+
+    def __repr__(self) -> str:
+        if "_parts" not in self.__dict__:
+            return f"StackAuth(env_prefix={self._env_prefix!r}, not started)"
+        s = self.settings
+        return f"StackAuth(project_id={s.project_id!r}, api_url={s.api_url!r})"
+
+    @cached_property
+    def _parts(self) -> _Parts:
+        s = self._given_settings or load_settings(self._env_prefix, **self._overrides)
+        client = StackClient(s, transport=self._transport)
+        remote = RemoteVerifier(client, s.project_id)
+        jwks = None
+        verifier = self._verifier
+        if verifier is None and s.verify == "jwt":
+            jwks = JwksCache(client, s.project_id)
+            verifier = JwtVerifier(
+                jwks, project_id=s.project_id, api_url=s.api_url, leeway=s.jwt_leeway
+            )
+        elif isinstance(verifier, JwtVerifier):
+            jwks = verifier.jwks
+        jwt_mode = jwks is not None
+        # JWT mode: asking again could not give another answer before ``exp``, so a verified
+        # token is cached until then; remote mode asks Stack again after ``cache_ttl`` to
+        # notice deleted users.
+        cache: TokenCache[Identity] = TokenCache(
+            maxsize=s.cache_max_entries, ttl=math.inf if jwt_mode else s.cache_ttl
+        )
+        profiles: TokenCache[StackUser] = TokenCache(maxsize=s.cache_max_entries, ttl=s.cache_ttl)
+        tier, cache.shared, profiles.shared = shared_caches(s, jwt_mode=jwt_mode)
+        stale = None
+        if not jwt_mode and s.stale_grace > 0:
+            stale = StaleIdentities(grace=s.stale_grace, maxsize=s.cache_max_entries)
+        pipeline = Pipeline(
+            verifier=verifier or remote,
+            cache=cache,
+            profiles=profiles,
+            remote=remote if s.secret_server_key is not None else None,
+            stale=stale,
+            allow_anonymous=s.allow_anonymous,
+            allow_restricted=s.allow_restricted,
+        )
+        url = httpx.URL(s.api_url)
+        if url.scheme == "http" and url.host not in _LOOPBACK_HOSTS:
+            logger.warning(
+                "STACK_API_URL is plain http to %s: the secret server key and users' tokens "
+                "cross the network unencrypted. Use https outside local development.",
+                url.host,
+            )
+        return _Parts(s, client, jwks, tier, pipeline)
+
+    @property
+    def settings(self) -> StackAuthSettings:
+        """The settings in force (read from the environment on first use)."""
+        return self._parts.settings
+
+    @property
+    def client(self) -> StackClient:
+        """The one shared HTTP client to Stack Auth."""
+        return self._parts.client
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """Cache → verifier → policy, for one token."""
+        return self._parts.pipeline
+
+    @property
+    def jwks(self) -> JwksCache | None:
+        """The project's key set in JWT mode (``None`` in remote mode)."""
+        return self._parts.jwks
+
+    @property
+    def shared_tier(self) -> GuardedTier | None:
+        """The Redis tier under the caches (``STACK_CACHE_URL``), or ``None``."""
+        return self._parts.shared_tier
+
+    # --- attaching and lifetime -------------------------------------------------------------
+
+    def init_app(self, app: FastAPI) -> None:
+        """Attach to ``app``: run with its lifespan (around any lifespan it has), render this
+        library's errors as JSON, and become its default ``StackAuth`` if it has none yet."""
+        state = app.state
+        attached: list[StackAuth] = getattr(state, "stack_auth_instances", [])
+        if self in attached:
+            return
+        state.stack_auth_instances = [*attached, self]
+        if getattr(state, "stack_auth", None) is None:
+            state.stack_auth = self
+            # AuthError too: it is an HTTPException, whose own handler would come first.
+            for exc_class in (AuthError, StackAuthError):
+                app.add_exception_handler(exc_class, _error_response)  # type: ignore[arg-type]
+        inner: Lifespan[Any] = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(app: Any) -> AsyncIterator[Any]:
+            async with self, inner(app) as state:
+                yield state
+
+        app.router.lifespan_context = lifespan
+
+    async def start(self) -> None:
+        """Read the settings, open the client and the shared cache, check our keys once and,
+        in JWT mode, load the JWKS. Upstream failures are logged, not raised: public routes
+        keep working and protected ones answer 500/503 until they are fixed."""
+        parts = self._parts
+        await parts.client.open()
+        if parts.shared_tier is not None:
+            await parts.shared_tier.start()
+        s = parts.settings
+        if s.check_keys_on_startup and s.secret_server_key is not None:
+            await self._check_keys()
+        if parts.jwks is not None:
+            try:
+                await parts.jwks.load()
+            except Exception as exc:  # startup must never crash on what an upstream answers
+                reason = exc.reason if isinstance(exc, StackUnavailableError) else type(exc)
+                logger.warning(
+                    "Could not load the Stack Auth JWKS from %s at startup (%s); it is fetched "
+                    "again on first use.",
+                    s.api_url,
+                    getattr(reason, "__name__", reason),
+                )
+            else:
+                logger.info("Loaded the Stack Auth JWKS (%d keys)", len(parts.jwks.kids))
+
+    async def stop(self) -> None:
+        """Stop a JWKS fetch in flight and close the shared cache and the HTTP client."""
+        parts = self._parts
+        if parts.jwks is not None:
+            await parts.jwks.aclose()
+        if parts.shared_tier is not None:
+            await parts.shared_tier.aclose()
+        await parts.client.aclose()
+
+    async def __aenter__(self) -> StackAuth:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _check_keys(self) -> None:
+        s = self.settings
+        try:
+            await self.client.get_current_project()
+        except ProjectCredentialsError as exc:
+            logger.error(
+                "Stack Auth rejected this server's credentials at startup (%s): check the %s "
+                "setting. Every authenticated request will be answered 500 until it is fixed.",
+                exc.code,
+                exc.setting,
+            )
+        except StackUnavailableError as exc:
+            logger.warning(
+                "Stack Auth at %s is unreachable at startup (%s); authenticated requests are "
+                "answered 503 until it is back.",
+                s.api_url,
+                exc.reason,
+            )
+        except StackAPIError as exc:
+            logger.error(
+                "Stack Auth refused the key check at startup with HTTP %s %s%s",
+                exc.status_code,
+                exc.code or "(no code)",
+                url_hint(exc),
+            )
+        except Exception as exc:  # startup must never crash on what an upstream answers
+            logger.error("Stack Auth key check at startup failed: %s", exc)
+        else:
+            logger.info("Stack Auth accepted this server's keys for project %s", s.project_id)
+
+    # --- for code outside a dependency --------------------------------------------------------
+
+    async def authenticate(self, raw_token: str) -> Identity:
+        """The identity behind ``raw_token`` (no anonymous/restricted policy applied); raises
+        this library's exceptions (``AuthError`` for a token it rejects)."""
+        return await self.pipeline.authenticate(raw_token)
+
+    async def fetch_user(self, credential: str | HTTPConnection) -> StackUser:
+        """The full, current profile of the user behind ``credential`` (a raw access token, or
+        a request/WebSocket to take it from), from Stack Auth's ``GET /users/me``.
+
+        In remote mode that is the user ``current_user`` already has: no extra call. In JWT mode
+        the token is verified locally first, then Stack is asked; the answer is cached for
+        ``cache_ttl`` seconds (never past ``exp``). Needs ``STACK_SECRET_SERVER_KEY``. The
+        anonymous/restricted policy is not applied: ``Depends(full_user)`` does that.
+        """
+        if isinstance(credential, str):
+            raw: str | None = credential
+        else:
+            raw = credential_from_headers(credential.scope["headers"])
+        if raw is None:
+            raise not_authenticated()
+        pipeline = self.pipeline
+        return await pipeline.full_profile(raw, await pipeline.authenticate(raw))
+
+
+async def _error_response(request: Request, exc: StackAuthError) -> JSONResponse:
+    error = to_auth_error(exc)
+    return JSONResponse(
+        {"detail": error.detail, "code": error.code},
+        status_code=error.status_code,
+        headers=error.headers,
+    )
