@@ -43,9 +43,11 @@ def test_construction_reads_no_environment() -> None:
 def test_settings_are_validated_when_the_app_starts() -> None:
     app = FastAPI()
     StackAuth().init_app(app)
-    with pytest.raises(StackAuthConfigError, match="STACK_PROJECT_ID is required"):
-        with TestClient(app):
-            pass
+    with (
+        pytest.raises(StackAuthConfigError, match="STACK_PROJECT_ID is required"),
+        TestClient(app),
+    ):
+        pass
 
 
 def test_a_quickstart_app_imported_before_its_settings_exist(
