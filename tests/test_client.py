@@ -9,14 +9,13 @@ import httpx
 import pytest
 import respx
 
-from fastapi_stack_auth import (
+from fastapi_stack_auth import StackAuthError, StackAuthSettings
+from fastapi_stack_auth._client import StackClient
+from fastapi_stack_auth.errors import (
     InvalidAccessTokenError,
     ProjectCredentialsError,
     StackAPIError,
-    StackAuthError,
-    StackAuthSettings,
     StackBadResponseError,
-    StackClient,
     StackUnavailableError,
     UserGoneError,
     UserNotAllowedError,
