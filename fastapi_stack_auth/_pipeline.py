@@ -7,18 +7,28 @@ turn every one of them into an HTTP or WebSocket answer.
 
 from __future__ import annotations
 
+from cachetools import TTLCache
+
 from ._cache import TokenCache, token_key
 from ._stale import StaleIdentities
 from ._verifiers import RemoteVerifier, Verifier
 from .errors import (
+    AuthError,
+    InvalidAccessTokenError,
+    ProjectCredentialsError,
     StackAuthConfigError,
     StackAuthError,
     StackBadResponseError,
     StackUnavailableError,
+    UserGoneError,
     anonymous_not_allowed,
     restricted_not_allowed,
 )
 from .models import Identity, StackUser
+
+#: Seconds a token's rejection is remembered: one forged or revoked token sent again and again
+#: costs one upstream call per this many seconds, not one per request.
+REJECTION_TTL = 5.0
 
 
 class Pipeline:
@@ -26,7 +36,9 @@ class Pipeline:
 
     ``allow_anonymous`` / ``allow_restricted`` are the defaults a route may override.
     ``remote`` fetches full profiles for JWT-mode identities (``None``: no secret server key,
-    so none can be fetched).
+    so none can be fetched). A verdict on a token (401: forged, expired, revoked, user gone) is
+    remembered for ``REJECTION_TTL`` seconds; a fault (Stack unavailable, our own settings) is
+    never remembered, so it can never become a rejection.
     """
 
     def __init__(
@@ -45,14 +57,30 @@ class Pipeline:
         self.profiles = profiles
         self.stale = stale
         self._remote = remote
+        self.rejected: TTLCache[bytes, StackAuthError] = TTLCache(cache.maxsize, REJECTION_TTL)
+        #: Set when the startup check found the project id itself wrong: every request is
+        #: then our fault (500), not the client's.
+        self.misconfigured: ProjectCredentialsError | None = None
         self._allow_anonymous = allow_anonymous
         self._allow_restricted = allow_restricted
 
     async def authenticate(self, raw: str) -> Identity:
         """The identity behind ``raw``, from the cache or the verifier (no policy applied)."""
+        if self.misconfigured is not None:
+            raise self.misconfigured.with_traceback(None)
         key = token_key(raw)
+        identity = self.cache.get(key)
+        if identity is not None:
+            return identity
+        rejected = self.rejected.get(key)
+        if rejected is not None:
+            raise rejected.with_traceback(None)
         try:
             return await self.cache.get_or_load(key, lambda: self._verify(key, raw))
+        except (AuthError, InvalidAccessTokenError, UserGoneError) as exc:
+            if not isinstance(exc, AuthError) or exc.status_code == 401:
+                self.rejected[key] = exc
+            raise
         except StackUnavailableError as exc:
             last_good = self.stale.recall(key, exc.reason) if self.stale is not None else None
             if last_good is None:

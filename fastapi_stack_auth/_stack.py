@@ -48,7 +48,7 @@ _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 class _Parts:
     settings: StackAuthSettings
     client: StackClient
-    jwks: JwksCache | None
+    jwks: JwksCache
     shared_tier: GuardedTier | None
     pipeline: Pipeline
 
@@ -91,17 +91,18 @@ class StackAuth:
     def _parts(self) -> _Parts:
         s = self._given_settings or load_settings(self._env_prefix, **self._overrides)
         client = StackClient(s, transport=self._transport)
-        remote = RemoteVerifier(client, s.project_id)
-        jwks = None
         verifier = self._verifier
+        # Both modes load the project's public keys: JWT mode verifies with them, remote mode
+        # rejects a forged signature without asking Stack.
+        jwks = (
+            verifier.jwks if isinstance(verifier, JwtVerifier) else JwksCache(client, s.project_id)
+        )
+        remote = RemoteVerifier(client, s.project_id, jwks=jwks)
         if verifier is None and s.verify == "jwt":
-            jwks = JwksCache(client, s.project_id)
             verifier = JwtVerifier(
                 jwks, project_id=s.project_id, api_url=s.api_url, leeway=s.jwt_leeway
             )
-        elif isinstance(verifier, JwtVerifier):
-            jwks = verifier.jwks
-        jwt_mode = jwks is not None
+        jwt_mode = isinstance(verifier, JwtVerifier)
         # JWT mode: asking again could not give another answer before ``exp``, so a verified
         # token is cached until then; remote mode asks Stack again after ``cache_ttl`` to
         # notice deleted users.
@@ -147,8 +148,8 @@ class StackAuth:
         return self._parts.pipeline
 
     @property
-    def jwks(self) -> JwksCache | None:
-        """The project's key set in JWT mode (``None`` in remote mode)."""
+    def jwks(self) -> JwksCache:
+        """The project's public keys (JWT mode verifies with them; remote mode pre-checks)."""
         return self._parts.jwks
 
     @property
@@ -191,25 +192,27 @@ class StackAuth:
         s = parts.settings
         if s.check_keys_on_startup and s.secret_server_key is not None:
             await self._check_keys()
-        if parts.jwks is not None:
-            try:
-                await parts.jwks.load()
-            except Exception as exc:  # startup must never crash on what an upstream answers
-                reason = exc.reason if isinstance(exc, StackUnavailableError) else type(exc)
-                logger.warning(
-                    "Could not load the Stack Auth JWKS from %s at startup (%s); it is fetched "
-                    "again on first use.",
-                    s.api_url,
-                    getattr(reason, "__name__", reason),
-                )
-            else:
-                logger.info("Loaded the Stack Auth JWKS (%d keys)", len(parts.jwks.kids))
+        jwt_mode = isinstance(parts.pipeline.verifier, JwtVerifier)
+        try:
+            await parts.jwks.load()
+        except Exception as exc:  # startup must never crash on what an upstream answers
+            reason = exc.reason if isinstance(exc, StackUnavailableError) else type(exc).__name__
+            logger.log(
+                logging.WARNING if jwt_mode else logging.INFO,
+                "Could not load the Stack Auth JWKS from %s at startup (%s); %s",
+                s.api_url,
+                reason,
+                "it is fetched again on first use"
+                if jwt_mode
+                else "tokens are checked by Stack Auth alone, without a local signature check",
+            )
+        else:
+            logger.info("Loaded the Stack Auth JWKS (%d keys)", len(parts.jwks.kids))
 
     async def stop(self) -> None:
         """Stop a JWKS fetch in flight and close the shared cache and the HTTP client."""
         parts = self._parts
-        if parts.jwks is not None:
-            await parts.jwks.aclose()
+        await parts.jwks.aclose()
         if parts.shared_tier is not None:
             await parts.shared_tier.aclose()
         await parts.client.aclose()
@@ -231,6 +234,8 @@ class StackAuth:
         try:
             await self.client.get_current_project()
         except ProjectCredentialsError as exc:
+            if exc.setting == "STACK_PROJECT_ID":
+                self.pipeline.misconfigured = exc
             logger.error(
                 "Stack Auth rejected this server's credentials at startup (%s): check the %s "
                 "setting. Every authenticated request will be answered 500 until it is fixed.",

@@ -129,8 +129,14 @@ def stack_settings() -> dict[str, Any]:
 
 @pytest.fixture
 def mock_api() -> Iterator[respx.MockRouter]:
-    """respx in front of the mocked Stack Auth; unmatched requests fail the test."""
+    """respx in front of the mocked Stack Auth; unmatched requests fail the test.
+
+    The project's JWKS answers 404 unless a test serves one (the ``endpoint`` fixture): remote
+    mode then runs without its local signature pre-check, so ``mint_token``'s random
+    signatures reach the mocked ``/users/me``.
+    """
     with respx.mock(base_url=f"{API_URL}/api/v1", assert_all_called=False) as router:
+        router.get(f"/projects/{PROJECT_ID}/.well-known/jwks.json").respond(404)
         yield router
 
 
