@@ -18,11 +18,8 @@ _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 
 
 class StackAuthSettings(BaseSettings):
-    """Everything ``StackAuth`` needs, from ``STACK_*`` environment variables or a ``.env`` file.
-
-    Explicit keyword arguments win over the environment. Keys are ``SecretStr``: they never
-    appear in a ``repr``, a log line or an error message.
-    """
+    """Everything ``StackAuth`` needs, from ``STACK_*`` variables or ``.env``; keyword
+    arguments win. Keys are ``SecretStr``: never in a ``repr``, log line or error message."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -39,84 +36,46 @@ class StackAuthSettings(BaseSettings):
     verify: Literal["remote", "jwt"] = Field(
         default="remote",
         description=(
-            "How tokens are verified: 'remote' asks Stack Auth (GET /users/me, cached for "
-            "cache_ttl; sees revoked sessions and deleted users within that time), 'jwt' checks "
-            "the ES256 signature locally against the project's JWKS (no network per request; a "
-            "revoked session or deleted user is only noticed at the token's exp)."
+            "'remote': ask Stack Auth (GET /users/me, cached for cache_ttl; sees revoked "
+            "sessions and deleted users); 'jwt': check the ES256 signature against the JWKS "
+            "locally (no call per request; revocation is only noticed at exp)."
         ),
     )
     secret_server_key: SecretStr | None = Field(
-        default=None,
-        validate_default=True,
-        description="Secret server key of the project (optional when verify='jwt').",
+        default=None, validate_default=True, description="Secret server key (optional for jwt)."
     )
-    publishable_client_key: SecretStr | None = Field(
-        default=None, description="Publishable client key (optional for server access)."
-    )
+    publishable_client_key: SecretStr | None = Field(default=None, description="Publishable key.")
     api_url: str = Field(
-        default="https://api.stack-auth.com",
-        description="Base URL of Stack Auth (self-hosted Stack or the local emulator).",
+        default="https://api.stack-auth.com", description="Base URL of Stack Auth or the emulator."
     )
-    cache_ttl: float = Field(
-        default=30.0, ge=0, description="Seconds a verified token is trusted without asking again."
-    )
+    cache_ttl: float = Field(default=30.0, ge=0, description="Seconds a verified token is trusted.")
     cache_max_entries: int = Field(default=10_000, ge=1, description="Most tokens cached at once.")
     cache_url: SecretStr | None = Field(
-        default=None,
-        description=(
-            "URL of a Redis server shared by all workers and machines (redis://, rediss:// or "
-            "unix://), a second cache tier under the in-process one; needs the [redis] extra. "
-            "May hold a password: it is never logged (only host and port are)."
-        ),
+        default=None, description="Redis URL of a cache tier shared by all workers; never logged."
     )
     cache_timeout: float = Field(
-        default=0.1,
-        gt=0,
-        le=10,
-        description=(
-            "Seconds each shared-cache (Redis) call may take; a slower or failing Redis is "
-            "skipped for a few seconds and requests go on without it."
-        ),
+        default=0.1, gt=0, le=10, description="Seconds per Redis call; a slow Redis is skipped."
     )
     http_timeout: float = Field(default=5.0, gt=0, description="Seconds per call to Stack Auth.")
     # ``request_deadline`` comes after ``http_timeout``: its validator reads it.
     request_deadline: float | None = Field(
         default=None,
         gt=0,
-        description=(
-            "Seconds all attempts of one call to Stack Auth may take together, retries and "
-            "their waits included (at least http_timeout; unset: twice http_timeout)."
-        ),
+        description="Seconds for all attempts of one call together (default: 2 * http_timeout).",
     )
     max_attempts: int = Field(
-        default=3,
-        ge=1,
-        le=10,
-        description=(
-            "Most attempts of one idempotent call (GET) to Stack Auth after a connection "
-            "failure, a timeout, 429, 502, 503 or 504; 1 disables retries."
-        ),
+        default=3, ge=1, le=10, description="Most attempts of a GET after a transient fault."
     )
     stale_grace: float = Field(
         default=0.0,
         ge=0,
-        description=(
-            "Remote mode: while Stack Auth is unavailable, still accept a token whose user it "
-            "verified at most this many seconds ago (never past the token's exp); 0 disables."
-        ),
+        description="Remote mode: seconds a verified user is still let in while Stack is down.",
     )
     allow_anonymous: bool = Field(default=False, description="Let anonymous users in.")
-    allow_restricted: bool = Field(
-        default=False, description="Let restricted users in (e.g. email not yet verified)."
-    )
-    check_keys_on_startup: bool = Field(
-        default=True, description="Ask Stack Auth once at startup whether our keys are accepted."
-    )
+    allow_restricted: bool = Field(default=False, description="Let restricted users in.")
+    check_keys_on_startup: bool = Field(default=True, description="Check our keys at startup.")
     jwt_leeway: float = Field(
-        default=5.0,
-        ge=0,
-        le=60,
-        description="Seconds of clock skew tolerated on exp/nbf/iat in JWT mode.",
+        default=5.0, ge=0, le=60, description="Seconds of clock skew tolerated in JWT mode."
     )
 
     @field_validator("secret_server_key")
@@ -137,9 +96,7 @@ class StackAuthSettings(BaseSettings):
         # an empty key as a missing one). The message never repeats the value.
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
         if raw is not None and _HEADER_SAFE.fullmatch(raw) is None:
-            raise PydanticCustomError(
-                "header_safe", "must be non-empty visible ASCII with no spaces"
-            )
+            raise PydanticCustomError("header_safe", "must be non-empty visible ASCII, no spaces")
         return value
 
     @field_validator("request_deadline")
@@ -180,27 +137,21 @@ class StackAuthSettings(BaseSettings):
         if value is None or not value.get_secret_value():
             return None
         if redis_location(value.get_secret_value()) is None:
-            raise PydanticCustomError(
-                "cache_url",
-                "must be a redis://host[:port][/db], rediss://... or unix:///path URL",
-            )
+            msg = "must be a redis://host[:port][/db], rediss://... or unix:///path URL"
+            raise PydanticCustomError("cache_url", msg)
         return value
 
 
 def redis_location(url: str) -> str | None:
-    """Where a Redis URL points, fit for a log line (``host:port`` or the socket path, never
-    the user or password), or ``None`` if it is not a Redis URL."""
+    """``host:port`` or the socket path of a Redis URL (never its password), else ``None``."""
     try:
         parts = urlsplit(url)
-        if parts.scheme in ("redis", "rediss"):
-            host = parts.hostname
-            port = parts.port or 6379
-            if not host:
-                return None
+        if parts.scheme in ("redis", "rediss") and parts.hostname:
+            host, port = parts.hostname, parts.port or 6379  # a port not a number: ValueError
             return f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
         if parts.scheme == "unix" and parts.path:
             return parts.path
-    except ValueError:  # e.g. a port that is not a number
+    except ValueError:
         return None
     return None
 
@@ -211,24 +162,22 @@ def env_name(field: str, prefix: str = ENV_PREFIX) -> str:
 
 
 def load_settings(env_prefix: str = ENV_PREFIX, **overrides: Any) -> StackAuthSettings:
-    """Build settings from the environment (variables named ``env_prefix`` + field) and
-    ``overrides``.
-
-    Raises ``StackAuthConfigError`` naming each offending environment variable. The message is
-    built from field names and pydantic's error text only, never from the input values, so a
-    secret typed into the wrong variable cannot leak through it.
-    """
+    """Settings from ``env_prefix`` + field variables and ``overrides``, or a
+    ``StackAuthConfigError`` naming each bad variable. The message holds field names and
+    pydantic's text only, never an input: a secret in the wrong variable cannot leak."""
     try:
         return StackAuthSettings(_env_prefix=env_prefix, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_input=False, include_url=False):
             field = str(error["loc"][0]) if error["loc"] else "?"
+            # Our validators name the default variables (STACK_VERIFY): name this prefix's.
+            msg = error["msg"].replace(ENV_PREFIX, env_prefix)
             if error["type"] == "missing":
-                why = "" if error["msg"] == "Field required" else f" ({error['msg']})"
+                why = "" if msg == "Field required" else f" ({msg})"
                 problems.append(f"{env_name(field, env_prefix)} is required but not set{why}")
             else:
-                problems.append(f"{env_name(field, env_prefix)} is invalid: {error['msg']}")
+                problems.append(f"{env_name(field, env_prefix)} is invalid: {msg}")
         raise StackAuthConfigError(
             "Stack Auth settings are missing or invalid: "
             + "; ".join(problems)

@@ -1,10 +1,12 @@
-"""Settings: environment, .env, overrides, clear errors, no secret in any repr or message."""
+"""Settings: environment, .env, overrides, read lazily, clear errors, no secret in any repr or
+message."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 
 from fastapi_stack_auth import StackAuth, StackAuthConfigError, StackAuthSettings
 from tests.conftest import PROJECT_ID, SECRET_KEY
@@ -51,7 +53,7 @@ def test_explicit_arguments_override_environment(monkeypatch: pytest.MonkeyPatch
 
 def test_missing_settings_name_the_environment_variables() -> None:
     with pytest.raises(StackAuthConfigError) as info:
-        StackAuth()
+        _ = StackAuth().settings
     message = str(info.value)
     assert "STACK_PROJECT_ID is required" in message
     assert "STACK_SECRET_SERVER_KEY is required" in message
@@ -68,7 +70,7 @@ def test_invalid_setting_message_names_variable_but_not_value(
     monkeypatch.setenv("STACK_CACHE_TTL", "ssk_oops_pasted_secret")
     monkeypatch.setenv("STACK_API_URL", "ftp://ssk_other_secret@example.com")
     with pytest.raises(StackAuthConfigError) as info:
-        StackAuth()
+        _ = StackAuth().settings
     message = str(info.value)
     assert "STACK_CACHE_TTL is invalid" in message
     assert "STACK_API_URL is invalid" in message
@@ -87,7 +89,11 @@ def test_no_secret_in_reprs() -> None:
         project_id=PROJECT_ID, secret_server_key=SECRET_KEY, publishable_client_key="pck_secret"
     )
     stack = StackAuth(settings)
-    for text in (repr(settings), str(settings), repr(stack), settings.model_dump_json()):
+    not_started = repr(stack)
+    assert stack.settings is settings
+    texts = (repr(settings), str(settings), not_started, repr(stack), settings.model_dump_json())
+    assert PROJECT_ID in repr(stack)
+    for text in texts:
         assert SECRET_KEY not in text
         assert "pck_secret" not in text
 
@@ -114,7 +120,7 @@ def test_keys_are_stripped_of_surrounding_whitespace() -> None:
 def test_values_that_cannot_be_sent_as_headers_are_refused(field: str, value: str) -> None:
     settings = {"project_id": PROJECT_ID, "secret_server_key": SECRET_KEY, field: value}
     with pytest.raises(StackAuthConfigError) as info:
-        StackAuth(**settings)
+        _ = StackAuth(**settings).settings
     assert f"STACK_{field.upper()} is invalid" in str(info.value)
     assert "SECRETVALUE" not in str(info.value)
 
@@ -131,6 +137,74 @@ def test_values_that_cannot_be_sent_as_headers_are_refused(field: str, value: st
 )
 def test_api_url_must_be_a_bare_base_url(url: str) -> None:
     with pytest.raises(StackAuthConfigError) as info:
-        StackAuth(project_id=PROJECT_ID, secret_server_key=SECRET_KEY, api_url=url)
+        _ = StackAuth(project_id=PROJECT_ID, secret_server_key=SECRET_KEY, api_url=url).settings
     assert "STACK_API_URL is invalid" in str(info.value)
     assert "SECRETVALUE" not in str(info.value)
+
+
+# --- read lazily: at startup or first use, not at construction --------------------------------
+
+
+def test_construction_reads_nothing() -> None:
+    # No STACK_* variable is set (conftest): an app module can still build and attach it.
+    stack = StackAuth()
+    stack.init_app(FastAPI())
+    assert "not started" in repr(stack)
+
+
+async def test_the_first_start_raises_naming_the_variable() -> None:
+    stack = StackAuth()
+    with pytest.raises(StackAuthConfigError, match="STACK_PROJECT_ID is required"):
+        await stack.start()
+    # Nothing was cached from the failure: fixing the environment is enough.
+    with pytest.raises(StackAuthConfigError, match="STACK_PROJECT_ID is required"):
+        _ = stack.settings
+
+
+def test_settings_are_read_when_first_used_not_when_constructed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stack = StackAuth()
+    monkeypatch.setenv("STACK_PROJECT_ID", PROJECT_ID)
+    monkeypatch.setenv("STACK_SECRET_SERVER_KEY", SECRET_KEY)
+    assert stack.settings.project_id == PROJECT_ID
+    monkeypatch.setenv("STACK_PROJECT_ID", "changed-later")
+    assert stack.settings.project_id == PROJECT_ID  # read once
+
+
+def test_env_prefix_reads_its_own_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STACK_PROJECT_ID", "project-a")
+    monkeypatch.setenv("STACK_SECRET_SERVER_KEY", "ssk_a")
+    monkeypatch.setenv("STACK_CACHE_TTL", "7")
+    monkeypatch.setenv("STACK_B_PROJECT_ID", "project-b")
+    monkeypatch.setenv("STACK_B_SECRET_SERVER_KEY", "ssk_b")
+    monkeypatch.setenv("STACK_B_HTTP_TIMEOUT", "2")
+    a, b = StackAuth().settings, StackAuth(env_prefix="STACK_B_").settings
+    assert (a.project_id, a.cache_ttl, a.http_timeout) == ("project-a", 7, 5)
+    assert (b.project_id, b.cache_ttl, b.http_timeout) == ("project-b", 30, 2)
+    assert b.secret_server_key is not None
+    assert b.secret_server_key.get_secret_value() == "ssk_b"
+
+
+def test_env_prefix_reads_its_own_dotenv_lines(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("STACK_B_PROJECT_ID=project-b\nSTACK_B_SECRET_SERVER_KEY=k\n")
+    assert StackAuth(env_prefix="STACK_B_").settings.project_id == "project-b"
+
+
+def test_env_prefix_errors_name_its_own_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The default prefix's variables are set and must not satisfy (or be named for) STACK_B_.
+    monkeypatch.setenv("STACK_PROJECT_ID", PROJECT_ID)
+    monkeypatch.setenv("STACK_SECRET_SERVER_KEY", SECRET_KEY)
+    monkeypatch.setenv("STACK_B_HTTP_TIMEOUT", "5")
+    monkeypatch.setenv("STACK_B_REQUEST_DEADLINE", "1")
+    monkeypatch.setenv("STACK_B_CACHE_TTL", "soon")
+    with pytest.raises(StackAuthConfigError) as info:
+        _ = StackAuth(env_prefix="STACK_B_").settings
+    message = str(info.value)
+    assert "STACK_B_PROJECT_ID is required" in message
+    assert "STACK_B_SECRET_SERVER_KEY is required" in message
+    assert "STACK_B_VERIFY=remote" in message
+    assert "STACK_B_CACHE_TTL is invalid" in message
+    assert "STACK_B_REQUEST_DEADLINE is invalid: must be at least STACK_B_HTTP_TIMEOUT" in message
+    for other in ("STACK_PROJECT_ID", "STACK_SECRET_SERVER_KEY", "STACK_VERIFY", "STACK_HTTP"):
+        assert other not in message
