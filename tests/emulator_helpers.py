@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,8 @@ PUBLISHABLE = "pck_emulator_tests_publishable"
 SECRET = "ssk_emulator_tests_secret"
 ADMIN = "sak_emulator_tests_admin"
 OTHER_SECRET = "ssk_emulator_tests_other_secret"
-BASE_URL = "http://emulator.test"
+#: In-process emulators answer loopback hosts only (DNS-rebinding guard): a loopback URL.
+BASE_URL = "http://localhost:8102"
 
 
 class Clock:
@@ -40,7 +40,6 @@ def seed(**config: Any) -> Seed:
     """Two projects: the main one (config overridable) and another one."""
     return Seed.model_validate(
         {
-            "server_secret": secrets.token_hex(16),
             "projects": [
                 {
                     "id": PROJECT_ID,

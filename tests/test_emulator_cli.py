@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -49,6 +50,23 @@ def test_refuses_a_non_loopback_address(capsys: pytest.CaptureFixture[str]) -> N
     assert "--allow-remote" in capsys.readouterr().err
 
 
+def _run_curl(line: str) -> httpx.Response:
+    """Send what a printed ``curl`` line sends (its -X, -H and -d options and its URL)."""
+    words = shlex.split(line)
+    assert words[0] == "curl"
+    method, headers, data, url = "GET", {}, None, words[-1]
+    for option, value in zip(words[1:-1:2], words[2:-1:2], strict=True):
+        if option == "-X":
+            method = value
+        elif option == "-H":
+            name, _, header_value = value.partition(": ")
+            headers[name] = header_value
+        else:
+            assert option == "-d"
+            data = value
+    return httpx.request(method, url, headers=headers, content=data)
+
+
 def test_banner() -> None:
     emulator = Emulator(public_url="http://127.0.0.1:8102")
     text = banner(emulator, app_url="http://127.0.0.1:8000", app_route="/me", ttl=600)
@@ -56,15 +74,28 @@ def test_banner() -> None:
     for value in (DEFAULT_PROJECT_ID, DEFAULT_SECRET_SERVER_KEY, DEMO_EMAIL, DEMO_PASSWORD):
         assert value in text
     assert "export STACK_API_URL=http://127.0.0.1:8102" in text
-    token = re.search(r"Authorization: Bearer ([\w.-]+)' http://127.0.0.1:8000/me", text)
-    assert token is not None
-    # The printed token is a real one for the demo user.
+    # The bare token has a line of its own, the only one that starts with "ey" (for grep/sed).
+    lines = text.splitlines()
+    (token,) = [line for line in lines if line.startswith("ey")]
+    assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+", token)
+    assert f"Authorization: Bearer {token}' http://127.0.0.1:8000/me" in text
+    curls = [line.strip() for line in lines if line.strip().startswith("curl ")]
+    who, sign_in = (next(c for c in curls if path in c) for path in ("/users/me", "/sign-in"))
     with EmulatorServer(emulator, public_url="http://127.0.0.1:8102") as server:
+        # The printed lines work as pasted (pointed at this test's port).
+        def run(line: str) -> httpx.Response:
+            return _run_curl(line.replace("http://127.0.0.1:8102", server.url))
+
+        # The token and the "who is it" curl line: the demo user.
+        assert run(who).json()["primary_email"] == DEMO_EMAIL
         stack = EmulatedStack(emulator, server.url)
-        response = httpx.get(
-            f"{server.url}/api/v1/users/me", headers=stack.server_headers(token.group(1))
-        )
-    assert response.json()["primary_email"] == DEMO_EMAIL
+        response = httpx.get(f"{server.url}/api/v1/users/me", headers=stack.server_headers(token))
+        assert response.json()["primary_email"] == DEMO_EMAIL
+        # The sign-in curl line: a password sign-in that hands out a new token.
+        signed_in = run(sign_in)
+        assert signed_in.status_code == 200, signed_in.text
+        assert signed_in.json()["user_id"] == response.json()["id"]
+        assert signed_in.json()["access_token"] != token
 
 
 def test_seed_file(tmp_path: Path) -> None:
@@ -72,7 +103,6 @@ def test_seed_file(tmp_path: Path) -> None:
     path.write_text(
         json.dumps(
             {
-                "server_secret": "s",
                 "projects": [
                     {
                         "id": "internal",
@@ -229,3 +259,53 @@ def test_emulator_command_stops_on_a_signal(signum: int) -> None:
     assert "Stack Auth emulator stopped." in output
     assert "Traceback" not in output
     assert refused(api)
+
+
+# --- without uvicorn (it is only in the [testing] extra) --------------------------------------
+
+#: Python code that makes ``import uvicorn`` fail, as on an install without the extra.
+NO_UVICORN = "import sys; sys.modules['uvicorn'] = None; "
+
+
+def run_without_uvicorn(code: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", NO_UVICORN + code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_command_without_uvicorn_says_what_to_install() -> None:
+    result = run_without_uvicorn(
+        "import runpy; runpy.run_module('fastapi_stack_auth.emulator', run_name='__main__')"
+    )
+    assert result.returncode != 0
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert "pip install 'fastapi-stack-auth[testing]'" in line
+    assert "Traceback" not in result.stderr
+
+
+def test_the_emulator_works_in_process_without_uvicorn() -> None:
+    result = run_without_uvicorn(
+        "import asyncio, httpx\n"
+        "from fastapi_stack_auth.emulator import Emulator, EmulatorServer\n"
+        "async def main():\n"
+        "    emulator = Emulator(public_url='http://localhost')\n"
+        "    transport = httpx.ASGITransport(app=emulator.app)\n"
+        "    async with httpx.AsyncClient(transport=transport, base_url='http://localhost') as c:\n"
+        "        print((await c.get('/health')).status_code)\n"
+        "asyncio.run(main())\n"
+        "try:\n"
+        "    EmulatorServer().start()\n"
+        "except RuntimeError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    status, message = result.stdout.splitlines()
+    assert status == "200"
+    assert "pip install 'fastapi-stack-auth[testing]'" in message

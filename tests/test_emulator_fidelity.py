@@ -19,7 +19,7 @@ from fastapi_stack_auth.emulator._store import Team
 from tests.emulator_helpers import jwt_parts
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stack-auth-api"
-URL = "http://emulator.test"
+URL = "http://localhost:8102"
 PID = "6f0c2a9e-4b7d-4e1a-9c3f-2d8b5e7a1f40"
 NO_PASSWORDS = "0c0c0c0c-0000-4000-8000-000000000001"
 LOCKED = "0c0c0c0c-0000-4000-8000-000000000002"
@@ -104,12 +104,12 @@ class World:
         self.emulator = emulator
         project = emulator.project
         team = project.add_team(
-            Team(id=TEAM_ID, display_name="Personal", created_at_millis=emulator.store.now_millis())
+            Team(id=TEAM_ID, display_name="Personal", created_at_millis=emulator.now_millis())
         )
         self.user = emulator.create_user(
             email="default@example.com", password=PASSWORD, otp_auth_enabled=True
         )
-        project.add_member(team.id, self.user.id, {"team_admin"})
+        project.add_member(team.id, self.user.id)
         self.user.selected_team_id = team.id
         self.tokens = emulator.sign_in(self.user.id)
 
@@ -133,7 +133,6 @@ async def world() -> AsyncIterator[World]:
     config = {"enabled_oauth_providers": ["github"]}
     seed = Seed.model_validate(
         {
-            "server_secret": "fidelity",
             "projects": [
                 {
                     "id": PID,

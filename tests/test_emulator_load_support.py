@@ -23,10 +23,10 @@ def _server_headers(emulator: Emulator, token: str) -> dict[str, str]:
 
 
 async def test_calls_are_counted_per_endpoint() -> None:
-    emulator = Emulator(public_url="http://emulator.test")
+    emulator = Emulator(public_url="http://localhost:8102")
     token = emulator.sign_in(emulator.create_user().id).access_token
     transport = httpx.ASGITransport(app=emulator.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://emulator.test") as api:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost:8102") as api:
         for _ in range(3):
             response = await api.get("/api/v1/users/me", headers=_server_headers(emulator, token))
             assert response.status_code == 200
@@ -38,10 +38,10 @@ async def test_calls_are_counted_per_endpoint() -> None:
 
 
 async def test_latency_delays_every_api_answer_concurrently() -> None:
-    emulator = Emulator(public_url="http://emulator.test", latency=0.2)
+    emulator = Emulator(public_url="http://localhost:8102", latency=0.2)
     token = emulator.sign_in(emulator.create_user().id).access_token
     transport = httpx.ASGITransport(app=emulator.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://emulator.test") as api:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost:8102") as api:
         started = time.monotonic()
         answers = await asyncio.gather(
             *(

@@ -1,9 +1,9 @@
 """A local Stack Auth emulator -- FOR DEVELOPMENT AND TESTS ONLY, never for production.
 
-It serves the parts of Stack Auth's REST API that fastapi-stack-auth (and Stack's JS SDK) use:
-the same paths, headers (``x-stack-*`` and the SDK's ``x-hexclave-*``), check order, error
-envelope and codes, and real ES256 access tokens, from an in-memory store. Every response carries
-an ``x-stack-emulator`` header.
+It serves the parts of Stack Auth's REST API that fastapi-stack-auth (and Stack's JS SDK) use,
+with Stack's headers, check order, errors and real ES256 tokens, from memory. Every response
+carries an ``x-stack-emulator`` header. Serving it over HTTP needs uvicorn (the ``testing``
+extra); the ``Emulator`` and its ASGI app do not.
 
 Run it with ``python -m fastapi_stack_auth.emulator`` (see ``--help``), or in Python::
 
@@ -18,15 +18,8 @@ Run it with ``python -m fastapi_stack_auth.emulator`` (see ``--help``), or in Py
 For pytest fixtures, see ``fastapi_stack_auth.testing``.
 """
 
-from ._app import EMULATOR_HEADER, EmulatorApp
-from ._emulator import (
-    DEFAULT_ACCESS_TOKEN_TTL,
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    DEFAULT_PUBLIC_URL,
-    Emulator,
-    Tokens,
-)
+from ._app import EMULATOR_HEADER, EmulatorApp, is_loopback
+from ._emulator import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PUBLIC_URL, Emulator, Tokens
 from ._seed import (
     DEFAULT_PROJECT_ID,
     DEFAULT_PUBLISHABLE_CLIENT_KEY,
@@ -40,8 +33,8 @@ from ._seed import (
     SeedUser,
     default_seed,
 )
-from ._server import EmulatorServer, RemoteBindRefused, is_loopback
-from ._store import Project, ProjectConfig, Session, Store, User
+from ._server import EmulatorServer, RemoteBindRefused
+from ._store import DEFAULT_ACCESS_TOKEN_TTL, Backend, Project, ProjectConfig, Session, User
 
 
 def create_app(emulator: Emulator | None = None) -> EmulatorApp:
@@ -61,6 +54,7 @@ __all__ = [
     "DEMO_PASSWORD",
     "DEMO_USER_ID",
     "EMULATOR_HEADER",
+    "Backend",
     "Emulator",
     "EmulatorApp",
     "EmulatorServer",
@@ -72,7 +66,6 @@ __all__ = [
     "SeedProjectConfig",
     "SeedUser",
     "Session",
-    "Store",
     "Tokens",
     "User",
     "create_app",

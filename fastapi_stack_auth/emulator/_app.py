@@ -1,11 +1,15 @@
-"""The emulator's ASGI app: routing, Stack's response conventions, CORS, the emulator header."""
+"""The ASGI app: routing, Stack's response conventions, the emulator header, and the guards
+against web pages (CORS for loopback and listed origins only, never for server or admin access;
+loopback ``Host`` only unless allowed, against DNS rebinding)."""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,11 +19,8 @@ from .._version import __version__
 from ._errors import KnownError, PlainError, insufficient_access_type
 from ._http import Ctx, Reply, parse_auth, parse_body, parse_query
 from ._routes import ROUTES, Route
-from ._store import new_id
+from ._store import Backend, new_id
 from ._tokens import TokenConsistencyError
-
-if TYPE_CHECKING:
-    from ._emulator import Emulator
 
 logger = logging.getLogger("fastapi_stack_auth.emulator")
 
@@ -28,6 +29,13 @@ EMULATOR_HEADER = "x-stack-emulator"
 EMULATOR_HEADER_VALUE = f"fastapi-stack-auth/{__version__} (development only)"
 _API_PREFIXES = ("/api/v1", "/api/latest")
 _ALLOWED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_PREFIXES = ("x-stack", "x-hexclave")
+#: What server and admin access send: never allowed from a browser.
+_SECRET_HEADERS = tuple(
+    f"{prefix}-{name}"
+    for name in ("secret-server-key", "super-secret-admin-key", "admin-access-token")
+    for prefix in _PREFIXES
+)
 _CORS_REQUEST_HEADERS = [
     "content-type",
     "authorization",
@@ -43,18 +51,14 @@ _CORS_REQUEST_HEADERS = [
             "disable-artificial-development-delay",
             "access-type",
             "publishable-client-key",
-            "secret-server-key",
-            "super-secret-admin-key",
-            "admin-access-token",
             "refresh-token",
             "access-token",
             "allow-anonymous-user",
         )
-        for prefix in ("x-stack", "x-hexclave")
+        for prefix in _PREFIXES
     ),
 ]
 _CORS_HEADERS = {
-    "access-control-allow-origin": "*",
     "access-control-allow-methods": ", ".join(_ALLOWED_METHODS),
     "access-control-max-age": "86400",
     "access-control-allow-headers": ", ".join(_CORS_REQUEST_HEADERS),
@@ -74,11 +78,56 @@ _JSON = "application/json; charset=utf-8"
 _TEXT = "text/plain; charset=utf-8"
 
 
-class EmulatorApp:
-    """ASGI app of one ``Emulator`` (``emulator.app``)."""
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1, ``[::1]``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
-    def __init__(self, emulator: Emulator) -> None:
-        self.emulator = emulator
+
+def _host_name(host: str) -> str:
+    """The name of a ``Host`` header, without the port (``[::1]:8102`` -> ``::1``)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")]
+    return host.partition(":")[0]
+
+
+def _loopback_origin(origin: str) -> bool:
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        return False
+    exact = f"{parts.scheme}://{parts.netloc}" == origin and "@" not in parts.netloc
+    return exact and parts.scheme in ("http", "https") and is_loopback(parts.hostname or "")
+
+
+class EmulatorApp:
+    """ASGI app of one emulator (``emulator.app``)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def host_allowed(self, host: str | None) -> bool:
+        """Loopback, or a name in ``allowed_hosts``: a rebound DNS name gets nothing."""
+        name = _host_name(host or "")
+        return is_loopback(name) or name in self.backend.allowed_hosts
+
+    def cors_origin(self, request: Request) -> str | None:
+        """The origin to allow: a loopback or listed one, never for server or admin access."""
+        origin = request.headers.get("origin", "")
+        headers = request.headers
+        if any(headers.get(f"{p}-access-type", "client") != "client" for p in _PREFIXES) or any(
+            name in headers for name in _SECRET_HEADERS
+        ):
+            return None
+        if _loopback_origin(origin) or origin.rstrip("/").lower() in self.backend.cors_origins:
+            return origin
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -95,8 +144,13 @@ class EmulatorApp:
         request_id = new_id()
         path = request.url.path
         is_api = path.startswith("/api/")
+        host = request.headers.get("host")
         try:
-            response = await self._dispatch(request, path, is_api)
+            if self.host_allowed(host):
+                response = await self._dispatch(request, path, is_api)
+            else:
+                response = _host_refused(host)
+                is_api = False
         except Exception:
             logger.exception("Stack Auth emulator: internal error on %s %s", request.method, path)
             response = _text(
@@ -106,9 +160,12 @@ class EmulatorApp:
         response.headers["x-stack-request-id"] = request_id
         response.headers["x-hexclave-request-id"] = request_id
         response.headers[EMULATOR_HEADER] = EMULATOR_HEADER_VALUE
+        origin = self.cors_origin(request) if is_api else None
         if is_api:
-            for name, value in _CORS_HEADERS.items():
-                response.headers[name] = value
+            response.headers["vary"] = "origin"
+        if origin is not None:
+            response.headers["access-control-allow-origin"] = origin
+            response.headers.update(_CORS_HEADERS)
         return response
 
     async def _dispatch(self, request: Request, path: str, is_api: bool) -> Response:
@@ -136,10 +193,10 @@ class EmulatorApp:
         if matched is None:
             return _text(405, "Method not allowed") if path_known else _text(404, "Not found")
         route, params = matched
-        emulator = self.emulator
-        emulator.calls[f"{method} {route.label}"] += 1
-        if emulator.latency > 0:
-            await asyncio.sleep(emulator.latency)  # a distant Stack Auth (load tests)
+        backend = self.backend
+        backend.calls[f"{method} {route.label}"] += 1
+        if backend.latency > 0:
+            await asyncio.sleep(backend.latency)  # a distant Stack Auth (load tests)
 
         override = (
             request.headers.get("x-stack-override-error-status") is not None
@@ -148,7 +205,7 @@ class EmulatorApp:
         try:
             body = parse_body(method, request.headers.get("content-type"), await request.body())
             ctx = Ctx(
-                emulator=self.emulator,
+                backend=backend,
                 method=method,
                 path=path,
                 headers=request.headers,
@@ -156,7 +213,7 @@ class EmulatorApp:
                 body=body,
                 params=params,
             )
-            with self.emulator.store.lock:
+            with backend.lock:
                 ctx.auth = parse_auth(ctx)
                 if route.access is not None:
                     auth = ctx.need_auth
@@ -186,6 +243,16 @@ class EmulatorApp:
             response.headers["x-stack-actual-status"] = actual
             response.headers["x-hexclave-actual-status"] = actual
         return response
+
+
+def _host_refused(host: str | None) -> Response:
+    message = (
+        f"The Stack Auth emulator answers only requests for a loopback host (localhost, "
+        f"127.0.0.1, [::1]), not {host!r}: this keeps web pages from reaching it through DNS "
+        "rebinding. To use another name, start it with --allow-remote and --public-url."
+    )
+    body = {"code": "EMULATOR_HOST_NOT_ALLOWED", "error": message}
+    return Response(_pretty(body), status_code=421, headers={"content-type": _JSON})
 
 
 def _pretty(body: Any) -> bytes:

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, TextIO
 
-from ._emulator import DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_HOST, DEFAULT_PORT, Emulator
+from ._emulator import DEFAULT_HOST, DEFAULT_PORT, Emulator
 from ._seed import Seed
-from ._server import EmulatorServer, RemoteBindRefused, bind_socket, url_of
+from ._server import UVICORN_MISSING, EmulatorServer, RemoteBindRefused, bind_socket, url_of
+from ._store import DEFAULT_ACCESS_TOKEN_TTL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m fastapi_stack_auth.emulator",
         description=(
             "A local Stack Auth emulator FOR DEVELOPMENT AND TESTS ONLY: in-memory users, "
-            "public dev keys, real ES256 tokens. It listens on loopback unless told otherwise."
+            "public dev keys, real ES256 tokens. It listens on loopback and answers loopback "
+            "hosts and browser origins only, unless told otherwise."
         ),
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (loopback)")
@@ -47,9 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="base URL clients use, and the tokens' issuer (default http://HOST:PORT)",
     )
     parser.add_argument(
+        "--key-seed",
+        metavar="TEXT",
+        help="derive the signing keys from TEXT: the same keys on every start (default: random)",
+    )
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also let web pages of this origin call it (client access only; repeatable)",
+    )
+    parser.add_argument(
         "--allow-remote",
         action="store_true",
-        help="allow listening on a non-loopback address (anyone who reaches it gets tokens)",
+        help="allow a non-loopback --host, and requests for it and for --public-url's host "
+        "(anyone who reaches it gets tokens)",
     )
     parser.add_argument(
         "--app",
@@ -130,7 +145,8 @@ def banner(
             data=f'{{"email": "{demo.email}", "password": "{demo.password}"}}',
         )
         if token is not None:
-            lines += ["", f"  A fresh access token for {demo.email} (valid {ttl} s):"]
+            # The token alone on its line: copy it, or TOKEN=$(... | grep -m1 '^ey')
+            lines += ["", f"  An access token for {demo.email} (valid {ttl} s):", token]
             if app_url is not None:
                 lines.append("  Call a protected route of the app:")
                 lines.append(
@@ -146,7 +162,7 @@ def banner(
             lines.append("    " + _curl(f"{api}/api/v1/users/me", server_headers))
         lines += [
             "",
-            "  A new token (sign in as the demo user; use .access_token):",
+            "  Sign in as the demo user (password sign-in; the answer has a new access_token):",
             f"    {sign_in}",
         ]
     if app_url is not None:
@@ -165,16 +181,23 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
     """Run the emulator until Ctrl-C (SIGINT) or SIGTERM; returns the exit status."""
-    import uvicorn
-
     args = build_parser().parse_args(argv)
+    try:
+        import uvicorn
+    except ImportError:
+        print(f"error: {UVICORN_MISSING}", file=sys.stderr)
+        return 1
     stream = out or sys.stdout
     seed = Seed.from_file(args.seed) if args.seed else None
     if not args.latency_ms >= 0:
         print("error: --latency-ms must be 0 or more", file=sys.stderr)
         return 2
     emulator = Emulator(
-        seed, access_token_ttl=args.access_token_ttl, latency=args.latency_ms / 1000
+        seed,
+        access_token_ttl=args.access_token_ttl,
+        latency=args.latency_ms / 1000,
+        key_seed=args.key_seed,
+        cors_origins=args.cors_origin,
     )
     server = EmulatorServer(
         emulator,

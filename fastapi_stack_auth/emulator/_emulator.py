@@ -1,25 +1,28 @@
-"""``Emulator``: one local Stack Auth (store, keys, clock) and its Python API for tests."""
+"""``Emulator``: one local Stack Auth (``Backend``), its Python API for tests and its ASGI app."""
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._keys import KeyRing
+from ._app import EmulatorApp
 from ._seed import Seed, SeedProject, default_seed
-from ._store import Project, ProjectConfig, Session, Store, User, hash_password, new_id
-from ._tokens import AUDIENCE_KINDS, TokenSubject, audience, mint_access_token
+from ._store import (
+    DEFAULT_ACCESS_TOKEN_TTL,
+    Backend,
+    Project,
+    ProjectConfig,
+    User,
+    hash_password,
+    new_id,
+)
 from ._views import user_json
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8102
 DEFAULT_PUBLIC_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
-#: Stack's default access-token lifetime (``STACK_ACCESS_TOKEN_EXPIRATION_TIME``): 10 minutes.
-DEFAULT_ACCESS_TOKEN_TTL = 600
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class Tokens:
     refresh_token_id: str
 
 
-class Emulator:
+class Emulator(Backend):
     """A local, in-memory Stack Auth for development and tests. Never for production.
 
     ``Emulator()`` starts from the default seed (one project with fixed dev keys and a demo
@@ -42,6 +45,10 @@ class Emulator:
     expired tokens without waiting. ``latency`` (seconds, default 0) delays every answer of an
     API endpoint, as a distant Stack Auth would (for load tests); ``calls`` counts the requests
     each endpoint received, e.g. ``calls["GET /users/me"]``.
+
+    The signing keys are random per instance; ``key_seed`` derives them from that text instead
+    (the same seed, the same keys). Browsers may call it from loopback origins and from
+    ``cors_origins``, and requests must name a loopback host or one of ``allowed_hosts``.
     """
 
     def __init__(
@@ -52,62 +59,48 @@ class Emulator:
         access_token_ttl: int = DEFAULT_ACCESS_TOKEN_TTL,
         clock: Callable[[], float] = time.time,
         latency: float = 0.0,
+        key_seed: str | None = None,
+        cors_origins: Iterable[str] = (),
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
-        if access_token_ttl < 1:
-            raise ValueError("access_token_ttl must be at least 1 second")
-        if not latency >= 0:
-            raise ValueError("latency must be 0 or more seconds")
-        #: Seconds every API answer is delayed by (``asyncio.sleep``): a slow network.
-        self.latency = latency
-        #: Requests received per endpoint, keyed ``"METHOD /path pattern"`` (``/api/v1`` off).
-        self.calls: Counter[str] = Counter()
+        super().__init__(
+            public_url=public_url,
+            access_token_ttl=access_token_ttl,
+            clock=clock,
+            latency=latency,
+            key_seed=key_seed,
+            cors_origins=cors_origins,
+            allowed_hosts=allowed_hosts,
+        )
         self.seed = seed if seed is not None else default_seed()
-        self.public_url = public_url
-        self.access_token_ttl = access_token_ttl
-        self.clock = clock
-        secret = self.seed.server_secret or secrets.token_urlsafe(32)
-        self.keys = KeyRing(secret.encode())
-        self.store = Store(lambda: self.clock())  # follows a clock swapped in later
-        self._load_seed()
-        from ._app import EmulatorApp  # the app module needs this class: import it late
-
+        self.reset()
         self.app = EmulatorApp(self)
-
-    @property
-    def public_url(self) -> str:
-        """Base URL of the emulator as clients see it (no trailing slash)."""
-        return self._public_url
-
-    @public_url.setter
-    def public_url(self, value: str) -> None:
-        self._public_url = value.rstrip("/")
 
     # --- seed ------------------------------------------------------------------------------
 
-    def _load_seed(self) -> None:
-        with self.store.lock:
-            self.store.projects.clear()
+    def reset(self) -> None:
+        """Forget every change: back to the seed's projects and users (the keys stay)."""
+        with self.lock:
+            self.projects.clear()
             for seed_project in self.seed.projects:
                 self._load_project(seed_project)
 
     def _load_project(self, seed: SeedProject) -> None:
         c = seed.config
-        project = self.store.add_project(
-            Project(
-                id=seed.id,
-                display_name=seed.display_name,
-                publishable_client_keys=list(seed.publishable_client_keys),
-                secret_server_keys=list(seed.secret_server_keys),
-                super_secret_admin_keys=list(seed.super_secret_admin_keys),
-                # The seed's config names the same fields as the store's: copy them all.
-                config=ProjectConfig(
-                    **{**c.model_dump(), "enabled_oauth_providers": list(c.enabled_oauth_providers)}
-                ),
-            )
+        self.projects[seed.id] = Project(
+            id=seed.id,
+            display_name=seed.display_name,
+            publishable_client_keys=list(seed.publishable_client_keys),
+            secret_server_keys=list(seed.secret_server_keys),
+            super_secret_admin_keys=list(seed.super_secret_admin_keys),
+            # The seed's config names the same fields as the store's: copy them all.
+            config=ProjectConfig(
+                **{**c.model_dump(), "enabled_oauth_providers": list(c.enabled_oauth_providers)}
+            ),
         )
         for user in seed.users:
             self.create_user(
-                project_id=project.id,
+                project_id=seed.id,
                 user_id=user.id,
                 email=user.email,
                 password=user.password,
@@ -121,20 +114,12 @@ class Emulator:
                 server_metadata=user.server_metadata,
             )
 
-    def reset(self) -> None:
-        """Forget every change: back to the seed's projects and users (the keys stay)."""
-        self._load_seed()
-
     # --- the default project ---------------------------------------------------------------
 
     @property
     def project(self) -> Project:
         """The default (first seeded) project."""
         return self._project(None)
-
-    @property
-    def project_id(self) -> str:
-        return self.seed.projects[0].id
 
     @property
     def publishable_client_key(self) -> str | None:
@@ -147,14 +132,10 @@ class Emulator:
 
     def _project(self, project_id: str | None) -> Project:
         pid = project_id or self.project_id
-        project = self.store.project(pid)
+        project = self.projects.get(pid)
         if project is None:
             raise KeyError(f"no project {pid!r} in this emulator")
         return project
-
-    def now(self) -> float:
-        """The emulator's current time, in epoch seconds."""
-        return self.clock()
 
     # --- Python API: users and tokens -----------------------------------------------------
 
@@ -180,9 +161,9 @@ class Emulator:
         """
         if anonymous and email is not None:
             raise ValueError("an anonymous user has no email")
-        with self.store.lock:
+        with self.lock:
             project = self._project(project_id)
-            now = self.store.now_millis()
+            now = self.now_millis()
             user = User(
                 id=user_id or new_id(),
                 signed_up_at_millis=now,
@@ -202,20 +183,20 @@ class Emulator:
             return project.add_user(user)
 
     def get_user(self, user_id: str, *, project_id: str | None = None) -> User | None:
-        with self.store.lock:
+        with self.lock:
             return self._project(project_id).users.get(user_id)
 
     def user_json(
         self, user_id: str, *, server: bool = True, project_id: str | None = None
     ) -> dict[str, Any]:
         """The user as ``GET /users/{id}`` (server) or ``/users/me`` (client) renders it."""
-        with self.store.lock:
+        with self.lock:
             project = self._project(project_id)
             return user_json(project.users[user_id], project, server=server)
 
     def delete_user(self, user_id: str, *, project_id: str | None = None) -> bool:
         """Delete a user and their sessions (their access tokens stay valid until ``exp``)."""
-        with self.store.lock:
+        with self.lock:
             return self._project(project_id).delete_user(user_id)
 
     def sign_in(
@@ -231,65 +212,12 @@ class Emulator:
         ``issued_at`` (epoch seconds, default now) and ``lifetime`` (default the emulator's)
         shape the access token: ``issued_at=emulator.now() - 3600`` gives an expired one.
         """
-        with self.store.lock:
+        with self.lock:
             project = self._project(project_id)
             if user_id not in project.users:
                 raise KeyError(f"no user {user_id!r}")
-            session = project.create_session(user_id, self.store.now_millis())
+            session = project.create_session(user_id, self.now_millis())
             token = self.mint_access_token(
                 session, project=project, issued_at=issued_at, lifetime=lifetime
             )
             return Tokens(token, session.refresh_token, user_id, session.id)
-
-    def mint_access_token(
-        self,
-        session: Session,
-        *,
-        project: Project,
-        issued_at: float | None = None,
-        lifetime: int | None = None,
-    ) -> str:
-        """A fresh access token for ``session`` (claims from the user as they are now)."""
-        with self.store.lock:
-            user = project.users[session.user_id]
-            now_millis = self.store.now_millis()
-            user.last_active_at_millis = now_millis
-            session.last_used_at_millis = now_millis
-            subject = TokenSubject(
-                user_id=user.id,
-                name=user.display_name,
-                email=user.primary_email,
-                email_verified=user.primary_email_verified,
-                selected_team_id=user.selected_team_id,
-                signed_up_at_millis=user.signed_up_at_millis,
-                is_anonymous=user.is_anonymous,
-                restricted_reason=project.restricted_reason(user),
-                requires_totp_mfa=user.totp_secret_base64 is not None,
-            )
-        return mint_access_token(
-            self.keys,
-            public_url=self.public_url,
-            project_id=project.id,
-            subject=subject,
-            refresh_token_id=session.id,
-            issued_at=int(self.clock() if issued_at is None else issued_at),
-            lifetime=self.access_token_ttl if lifetime is None else lifetime,
-        )
-
-    # --- keys ------------------------------------------------------------------------------
-
-    def jwks(
-        self,
-        project_id: str | None = None,
-        *,
-        include_restricted: bool = False,
-        include_anonymous: bool = False,
-    ) -> dict[str, Any]:
-        """The project's public JWKS, as ``/.well-known/jwks.json`` serves it."""
-        pid = project_id or self.project_id
-        kinds = AUDIENCE_KINDS[: 3 if include_anonymous else 2 if include_restricted else 1]
-        return {
-            "keys": [
-                key.public_jwk for kind in kinds for key in self.keys.keys_for(audience(pid, kind))
-            ]
-        }

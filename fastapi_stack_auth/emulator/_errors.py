@@ -1,8 +1,5 @@
-"""The errors the emulator answers with: Stack's known-error envelope, and plain-text errors.
-
-Codes, statuses and ``details`` follow the Stack Auth contract; the ``error`` messages are the
-emulator's own wording (clients must not parse them).
-"""
+"""Stack's known-error envelope and plain-text errors. Codes, statuses and ``details`` follow the
+contract; the ``error`` messages are the emulator's own wording (clients must not parse them)."""
 
 from __future__ import annotations
 
@@ -17,18 +14,12 @@ class KnownError(Exception):
         self, status: int, code: str, message: str, details: dict[str, Any] | None = None
     ) -> None:
         super().__init__(f"{status} {code}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
+        self.status, self.code, self.message, self.details = status, code, message, details
 
     def body(self) -> dict[str, Any]:
         """The JSON body, keys in the order Stack writes them."""
-        body: dict[str, Any] = {"code": self.code}
-        if self.details is not None:
-            body["details"] = self.details
-        body["error"] = self.message
-        return body
+        details = {} if self.details is None else {"details": self.details}
+        return {"code": self.code, **details, "error": self.message}
 
 
 class PlainError(Exception):
@@ -36,8 +27,11 @@ class PlainError(Exception):
 
     def __init__(self, status: int, text: str) -> None:
         super().__init__(f"{status} {text}")
-        self.status = status
-        self.text = text
+        self.status, self.text = status, text
+
+
+def _project(status: int, code: str, message: str, project_id: str) -> KnownError:
+    return KnownError(status, code, message, {"project_id": project_id})
 
 
 # --- request and project auth ------------------------------------------------------------------
@@ -53,106 +47,67 @@ def access_type_required() -> KnownError:
 
 
 def invalid_access_type(value: str) -> KnownError:
-    return KnownError(
-        400,
-        "INVALID_ACCESS_TYPE",
-        f"x-stack-access-type must be 'client', 'server' or 'admin', not {value!r}.",
-    )
+    message = f"x-stack-access-type must be 'client', 'server' or 'admin', not {value!r}."
+    return KnownError(400, "INVALID_ACCESS_TYPE", message)
 
 
 def access_type_without_project_id(access_type: str) -> KnownError:
-    return KnownError(
-        400,
-        "ACCESS_TYPE_WITHOUT_PROJECT_ID",
-        f"x-stack-access-type is {access_type!r} but no x-stack-project-id header was sent.",
-        {"request_type": access_type},
-    )
+    message = f"x-stack-access-type is {access_type!r} but no x-stack-project-id header was sent."
+    return KnownError(400, "ACCESS_TYPE_WITHOUT_PROJECT_ID", message, {"request_type": access_type})
 
 
 def project_key_without_access_type() -> KnownError:
-    return KnownError(
-        400,
-        "PROJECT_KEY_WITHOUT_ACCESS_TYPE",
-        "A project key or admin token was sent without an x-stack-access-type header.",
-    )
+    message = "A project key or admin token was sent without an x-stack-access-type header."
+    return KnownError(400, "PROJECT_KEY_WITHOUT_ACCESS_TYPE", message)
 
 
 def current_project_not_found(project_id: str) -> KnownError:
-    return KnownError(
-        400,
-        "CURRENT_PROJECT_NOT_FOUND",
-        f"No project with ID {project_id} exists in this emulator (x-stack-project-id).",
-        {"project_id": project_id},
-    )
+    message = f"No project with ID {project_id} exists in this emulator (x-stack-project-id)."
+    return _project(400, "CURRENT_PROJECT_NOT_FOUND", message, project_id)
 
 
 def branch_does_not_exist(branch_id: str) -> KnownError:
-    return KnownError(
-        400,
-        "BRANCH_DOES_NOT_EXIST",
-        f"There is no branch {branch_id!r}; the emulator only has 'main'.",
-        {"branch_id": branch_id},
-    )
+    message = f"There is no branch {branch_id!r}; the emulator only has 'main'."
+    return KnownError(400, "BRANCH_DOES_NOT_EXIST", message, {"branch_id": branch_id})
 
 
 def invalid_publishable_client_key(project_id: str) -> KnownError:
-    return KnownError(
-        401,
-        "INVALID_PUBLISHABLE_CLIENT_KEY",
-        f"This publishable client key is not valid for project {project_id}.",
-        {"project_id": project_id},
-    )
+    message = f"This publishable client key is not valid for project {project_id}."
+    return _project(401, "INVALID_PUBLISHABLE_CLIENT_KEY", message, project_id)
 
 
 def publishable_client_key_required(project_id: str) -> KnownError:
-    return KnownError(
-        401,
-        "PUBLISHABLE_CLIENT_KEY_REQUIRED_FOR_PROJECT",
-        f"Project {project_id} requires a publishable client key for client access.",
-        {"project_id": project_id},
-    )
+    message = f"Project {project_id} requires a publishable client key for client access."
+    return _project(401, "PUBLISHABLE_CLIENT_KEY_REQUIRED_FOR_PROJECT", message, project_id)
 
 
 def server_authentication_required() -> KnownError:
-    return KnownError(
-        401, "SERVER_AUTHENTICATION_REQUIRED", "Server access needs x-stack-secret-server-key."
-    )
+    message = "Server access needs x-stack-secret-server-key."
+    return KnownError(401, "SERVER_AUTHENTICATION_REQUIRED", message)
 
 
 def invalid_secret_server_key(project_id: str) -> KnownError:
-    return KnownError(
-        401,
-        "INVALID_SECRET_SERVER_KEY",
-        f"This secret server key is not valid for project {project_id}.",
-        {"project_id": project_id},
-    )
+    message = f"This secret server key is not valid for project {project_id}."
+    return _project(401, "INVALID_SECRET_SERVER_KEY", message, project_id)
 
 
 def admin_authentication_required() -> KnownError:
-    return KnownError(
-        401,
-        "ADMIN_AUTHENTICATION_REQUIRED",
-        "Admin access needs x-stack-super-secret-admin-key.",
-    )
+    message = "Admin access needs x-stack-super-secret-admin-key."
+    return KnownError(401, "ADMIN_AUTHENTICATION_REQUIRED", message)
 
 
 def invalid_super_secret_admin_key(project_id: str) -> KnownError:
-    return KnownError(
-        401,
-        "INVALID_SUPER_SECRET_ADMIN_KEY",
-        f"This super secret admin key is not valid for project {project_id}.",
-        {"project_id": project_id},
-    )
+    message = f"This super secret admin key is not valid for project {project_id}."
+    return _project(401, "INVALID_SUPER_SECRET_ADMIN_KEY", message, project_id)
 
 
 def insufficient_access_type(actual: str, allowed: list[str]) -> KnownError:
-    return KnownError(
-        401,
-        "INSUFFICIENT_ACCESS_TYPE",
+    message = (
         f"This endpoint accepts x-stack-access-type {' or '.join(map(repr, allowed))}, "
-        f"not {actual!r}.",
-        {"actual_access_type": actual, "allowed_access_types": allowed},
+        f"not {actual!r}."
     )
+    details = {"actual_access_type": actual, "allowed_access_types": allowed}
+    return KnownError(401, "INSUFFICIENT_ACCESS_TYPE", message, details)
 
 
 # --- access tokens ------------------------------------------------------------------------
@@ -187,12 +142,9 @@ def access_token_expired(
 
 
 def invalid_project_for_access_token(expected: str, actual: str) -> KnownError:
-    return KnownError(
-        401,
-        "INVALID_PROJECT_FOR_ACCESS_TOKEN",
-        f"The access token is for project {actual!r}, not for {expected!r}.",
-        {"expected_project_id": expected, "actual_project_id": actual},
-    )
+    message = f"The access token is for project {actual!r}, not for {expected!r}."
+    details = {"expected_project_id": expected, "actual_project_id": actual}
+    return KnownError(401, "INVALID_PROJECT_FOR_ACCESS_TOKEN", message, details)
 
 
 def anonymous_authentication_not_allowed() -> KnownError:
@@ -205,11 +157,10 @@ def anonymous_authentication_not_allowed() -> KnownError:
 
 
 def restricted_user_not_allowed(reason: dict[str, Any] | None) -> KnownError:
-    reason_type = (reason or {}).get("type")
     return KnownError(
         403,
         "RESTRICTED_USER_NOT_ALLOWED",
-        f"The access token belongs to a restricted user ({reason_type}); send "
+        f"The access token belongs to a restricted user ({(reason or {}).get('type')}); send "
         "x-stack-allow-restricted-user: true to accept restricted users.",
         {"restricted_reason": reason},
     )
@@ -219,11 +170,8 @@ def restricted_user_not_allowed(reason: dict[str, Any] | None) -> KnownError:
 
 
 def cannot_get_own_user_without_user() -> KnownError:
-    return KnownError(
-        400,
-        "CANNOT_GET_OWN_USER_WITHOUT_USER",
-        "'me' was used as the user, but the request carries no signed-in user.",
-    )
+    message = "'me' was used as the user, but the request carries no signed-in user."
+    return KnownError(400, "CANNOT_GET_OWN_USER_WITHOUT_USER", message)
 
 
 def user_not_found() -> KnownError:
@@ -231,30 +179,20 @@ def user_not_found() -> KnownError:
 
 
 def user_id_does_not_exist(user_id: str) -> KnownError:
-    return KnownError(
-        400,
-        "USER_ID_DOES_NOT_EXIST",
-        f"There is no user with ID {user_id}.",
-        {"user_id": user_id},
-    )
+    message = f"There is no user with ID {user_id}."
+    return KnownError(400, "USER_ID_DOES_NOT_EXIST", message, {"user_id": user_id})
 
 
 def user_email_already_exists(email: str) -> KnownError:
-    return KnownError(
-        409,
-        "USER_EMAIL_ALREADY_EXISTS",
-        f"Another user already signs in with the email {email!r}.",
-        {"email": email, "would_work_if_email_was_verified": False},
-    )
+    message = f"Another user already signs in with the email {email!r}."
+    details = {"email": email, "would_work_if_email_was_verified": False}
+    return KnownError(409, "USER_EMAIL_ALREADY_EXISTS", message, details)
 
 
 def team_membership_not_found(team_id: str, user_id: str) -> KnownError:
-    return KnownError(
-        404,
-        "TEAM_MEMBERSHIP_NOT_FOUND",
-        f"User {user_id} is not a member of team {team_id}.",
-        {"team_id": team_id, "user_id": user_id},
-    )
+    message = f"User {user_id} is not a member of team {team_id}."
+    details = {"team_id": team_id, "user_id": user_id}
+    return KnownError(404, "TEAM_MEMBERSHIP_NOT_FOUND", message, details)
 
 
 def email_password_mismatch() -> KnownError:
@@ -262,11 +200,8 @@ def email_password_mismatch() -> KnownError:
 
 
 def password_authentication_not_enabled() -> KnownError:
-    return KnownError(
-        400,
-        "PASSWORD_AUTHENTICATION_NOT_ENABLED",
-        "Password authentication is turned off for this project.",
-    )
+    message = "Password authentication is turned off for this project."
+    return KnownError(400, "PASSWORD_AUTHENTICATION_NOT_ENABLED", message)
 
 
 def sign_up_not_enabled() -> KnownError:
@@ -274,29 +209,22 @@ def sign_up_not_enabled() -> KnownError:
 
 
 def password_too_short(min_length: int) -> KnownError:
-    return KnownError(
-        400,
-        "PASSWORD_TOO_SHORT",
-        f"The password must have at least {min_length} characters.",
-        {"min_length": min_length},
-    )
+    message = f"The password must have at least {min_length} characters."
+    return KnownError(400, "PASSWORD_TOO_SHORT", message, {"min_length": min_length})
 
 
 def refresh_token_not_found_or_expired() -> KnownError:
-    return KnownError(
-        401,
-        "REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED",
-        "The refresh token is unknown to this project, expired or revoked.",
-    )
+    message = "The refresh token is unknown to this project, expired or revoked."
+    return KnownError(401, "REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED", message)
 
 
-def invalid_oauth_client_id_or_secret(client_id: str | None) -> KnownError:
+def invalid_oauth_client_id_or_secret() -> KnownError:
     return KnownError(
         400,
         "INVALID_OAUTH_CLIENT_ID_OR_SECRET",
         "The OAuth client_id must be the project ID (optionally '#<branch>') and the "
         "client_secret a publishable client key of that project.",
-        {"client_id": client_id},
+        {"client_id": None},
     )
 
 

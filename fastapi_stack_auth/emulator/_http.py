@@ -9,18 +9,15 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
 
 from . import _errors as err
 from ._errors import PlainError
-from ._store import Project, User
+from ._store import Backend, Project, User
 from ._tokens import VerifiedToken, decode_access_token
-
-if TYPE_CHECKING:
-    from ._emulator import Emulator
 
 ACCESS_TYPES = ("client", "server", "admin")
 CLIENT_AND_UP = ("client", "server", "admin")
@@ -59,7 +56,7 @@ class Reply:
 class Ctx:
     """One request as a route sees it."""
 
-    emulator: Emulator
+    backend: Backend
     method: str
     path: str
     headers: Headers
@@ -134,16 +131,16 @@ def parse_auth(ctx: Ctx) -> Auth | None:
     if not project_id:
         raise err.access_type_without_project_id(access_type)
 
-    emulator = ctx.emulator
+    backend = ctx.backend
     token: VerifiedToken | None = None
     raw_token = ctx.header("access-token")
     if raw_token:  # checked before the project and the keys: a bad token hides a bad key
         token = decode_access_token(
             raw_token,
-            keys=emulator.keys,
-            public_url=emulator.public_url,
-            project_exists=lambda pid: pid in emulator.store.projects,
-            now=emulator.now(),
+            keys=backend.keys,
+            public_url=backend.public_url,
+            project_exists=lambda pid: pid in backend.projects,
+            now=backend.now(),
         )
         if token.project_id != project_id:
             raise err.invalid_project_for_access_token(project_id, token.project_id)
@@ -154,7 +151,7 @@ def parse_auth(ctx: Ctx) -> Auth | None:
         if token.is_restricted and not allow_restricted:
             raise err.restricted_user_not_allowed(token.restricted_reason)
 
-    project = emulator.store.projects.get(project_id)
+    project = backend.projects.get(project_id)
     if project is None:
         raise err.current_project_not_found(project_id)
 

@@ -1,17 +1,14 @@
-"""Signing keys of the emulator: two P-256 key pairs per audience, derived from a secret.
-
-Stack Auth derives its keys deterministically from a server secret and the token audience
-(``{project}``, ``{project}:restricted``, ``{project}:anon``), publishes two keys per audience and
-signs with the first. The emulator does the same with its own derivation (HMAC-SHA256 of the
-secret, the audience and the key index), so keys survive restarts for a fixed secret and any
-audience has keys without being registered first.
-"""
+"""Signing keys: two P-256 key pairs per audience (``{project}``, ``{project}:restricted``,
+``{project}:anon``), the first signs, as Stack publishes them. They are derived (HMAC-SHA256 of a
+secret, the audience and the index) from a random secret per ``KeyRing``, or from a given seed
+for keys that survive restarts."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import secrets
 import threading
 from dataclasses import dataclass
 
@@ -101,12 +98,15 @@ def _derive(secret: bytes, audience: str, index: int) -> SigningKey:
 
 
 class KeyRing:
-    """The key pairs of every audience, derived on first use and kept."""
+    """The key pairs of every audience, derived on first use and kept.
 
-    def __init__(self, secret: bytes) -> None:
-        if not secret:
-            raise ValueError("the key secret must not be empty")
-        self._secret = secret
+    ``seed`` (any non-empty text) makes the keys deterministic; without it they are random.
+    """
+
+    def __init__(self, seed: str | None = None) -> None:
+        if seed == "":
+            raise ValueError("the key seed must not be empty")
+        self._secret = seed.encode() if seed is not None else secrets.token_bytes(32)
         self._keys: dict[str, tuple[SigningKey, ...]] = {}
         self._lock = threading.Lock()
 

@@ -235,7 +235,7 @@ def patch_me(ctx: Ctx) -> Reply:
     check.done()
     user = _me(auth)
     _check_user_fields(ctx, body, user)
-    _apply_user_fields(auth.project, user, body, ctx.emulator.store.now_millis())
+    _apply_user_fields(auth.project, user, body, ctx.backend.now_millis())
     return Reply(body=user_json(user, auth.project, server=auth.server))
 
 
@@ -322,7 +322,7 @@ def create_user(ctx: Ctx) -> Reply:
     check.done()
     _check_user_fields(ctx, body, None)
     project = auth.project
-    now = ctx.emulator.store.now_millis()
+    now = ctx.backend.now_millis()
     user = User(id=new_id(), signed_up_at_millis=now, last_active_at_millis=now)
     user.is_anonymous = bool(body.get("is_anonymous", False))
     _apply_user_fields(project, user, body, now)
@@ -356,7 +356,7 @@ def patch_user(ctx: Ctx) -> Reply:
     body = check.body(SERVER_UPDATE_FIELDS)
     user = _defer_user(check, auth.project, ctx.params["user_id"])
     _check_user_fields(ctx, body, user)
-    _apply_user_fields(auth.project, user, body, ctx.emulator.store.now_millis())
+    _apply_user_fields(auth.project, user, body, ctx.backend.now_millis())
     return Reply(body=user_json(user, auth.project, server=True))
 
 
@@ -381,9 +381,9 @@ def jwks(ctx: Ctx) -> Reply:
     check.query({"include_restricted": q_bool, "include_anonymous": q_bool})
     check.done()
     project_id = ctx.params["project_id"]
-    if project_id not in ctx.emulator.store.projects:
+    if project_id not in ctx.backend.projects:
         raise PlainError(404, "Project not found")
-    body = ctx.emulator.jwks(
+    body = ctx.backend.jwks(
         project_id,
         include_restricted=ctx.query.get("include_restricted") == "true",
         include_anonymous=ctx.query.get("include_anonymous") == "true",
@@ -394,7 +394,7 @@ def jwks(ctx: Ctx) -> Reply:
 def anonymous_well_known(ctx: Ctx) -> Reply:
     """The anonymous issuer cannot carry a query string: redirect to the JWKS that has it."""
     location = (
-        f"{ctx.emulator.public_url}/api/v1/projects/{ctx.params['project_id']}"
+        f"{ctx.backend.public_url}/api/v1/projects/{ctx.params['project_id']}"
         f"/.well-known/{ctx.params['rest']}?include_anonymous=true"
     )
     return Reply(status=307, text="", headers={"location": location})
@@ -404,8 +404,8 @@ def anonymous_well_known(ctx: Ctx) -> Reply:
 
 
 def _issue(ctx: Ctx, project: Project, user: User) -> dict[str, str]:
-    session = project.create_session(user.id, ctx.emulator.store.now_millis())
-    token = ctx.emulator.mint_access_token(session, project=project)
+    session = project.create_session(user.id, ctx.backend.now_millis())
+    token = ctx.backend.mint_access_token(session, project=project)
     return {"access_token": token, "refresh_token": session.refresh_token, "user_id": user.id}
 
 
@@ -433,7 +433,7 @@ def password_sign_up(ctx: Ctx) -> Reply:
     if len(body["password"]) < MIN_PASSWORD_LENGTH:
         raise err.password_too_short(MIN_PASSWORD_LENGTH)
     project.check_auth_email_free(body["email"])
-    now = ctx.emulator.store.now_millis()
+    now = ctx.backend.now_millis()
     if auth.user is not None and auth.user.is_anonymous:
         user = auth.user  # signing up with an anonymous user's token upgrades that user
         user.is_anonymous = False
@@ -476,7 +476,7 @@ def anonymous_sign_up(ctx: Ctx) -> Reply:
     check = Check(ctx)
     check.query({})
     check.done()
-    now = ctx.emulator.store.now_millis()
+    now = ctx.backend.now_millis()
     user = auth.project.add_user(
         User(id=new_id(), signed_up_at_millis=now, last_active_at_millis=now, is_anonymous=True)
     )
@@ -505,11 +505,11 @@ def create_session(ctx: Ctx) -> Reply:
             raise err.user_id_does_not_exist(user_id)
     session = project.create_session(
         user_id,
-        ctx.emulator.store.now_millis(),
+        ctx.backend.now_millis(),
         expires_in_millis=body.get("expires_in_millis", DEFAULT_SESSION_MILLIS),
         is_impersonation=body.get("is_impersonation", False),
     )
-    token = ctx.emulator.mint_access_token(session, project=project)
+    token = ctx.backend.mint_access_token(session, project=project)
     return Reply(body={"refresh_token": session.refresh_token, "access_token": token})
 
 
@@ -522,11 +522,11 @@ def refresh_current_session(ctx: Ctx) -> Reply:
         check.add("headers.x-stack-refresh-token is a required field")
     check.done()
     assert refresh_token is not None
-    session = auth.project.session_by_refresh_token(refresh_token, ctx.emulator.store.now_millis())
+    session = auth.project.session_by_refresh_token(refresh_token, ctx.backend.now_millis())
     if session is None:
         raise err.refresh_token_not_found_or_expired()
     return Reply(
-        body={"access_token": ctx.emulator.mint_access_token(session, project=auth.project)}
+        body={"access_token": ctx.backend.mint_access_token(session, project=auth.project)}
     )
 
 
@@ -566,25 +566,25 @@ def oauth_token(ctx: Ctx) -> Reply:
     if grant_type != "refresh_token":
         return _oauth_error("unsupported_grant_type", "Unsupported grant type")
     if not isinstance(client_id, str) or not isinstance(client_secret, str) or not client_secret:
-        raise err.invalid_oauth_client_id_or_secret(None)
+        raise err.invalid_oauth_client_id_or_secret()
     project_id, _, branch = client_id.partition("#")
-    project = ctx.emulator.store.projects.get(project_id)
+    project = ctx.backend.projects.get(project_id)
     if project is None or branch not in ("", "main"):
-        raise err.invalid_oauth_client_id_or_secret(None)
+        raise err.invalid_oauth_client_id_or_secret()
     if client_secret == PUBLIC_CLIENT_SENTINEL:
         if project.config.require_publishable_client_key:
             raise err.publishable_client_key_required(project.id)
     elif client_secret not in project.publishable_client_keys:
-        raise err.invalid_oauth_client_id_or_secret(None)
+        raise err.invalid_oauth_client_id_or_secret()
     refresh_token = body.get("refresh_token")
     if not isinstance(refresh_token, str) or not refresh_token:
         return _oauth_error("invalid_request", "Missing parameter: `refresh_token`")
-    session = project.session_by_refresh_token(refresh_token, ctx.emulator.store.now_millis())
+    session = project.session_by_refresh_token(refresh_token, ctx.backend.now_millis())
     if session is None:
         raise err.refresh_token_not_found_or_expired()
     return Reply(
         body={
-            "access_token": ctx.emulator.mint_access_token(session, project=project),
+            "access_token": ctx.backend.mint_access_token(session, project=project),
             "token_type": "Bearer",
             "expires_in": OAUTH_EXPIRES_IN,
             "scope": "legacy",

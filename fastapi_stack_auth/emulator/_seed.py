@@ -8,13 +8,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-#: Fixed development values of the default seed, so ``make run`` prints the same keys each time.
-#: They are public: never use them for anything but the emulator.
+#: Fixed development values of the default seed, so ``make run`` prints the same project keys
+#: each time. They are public: never use them for anything but the emulator. (The signing keys
+#: are random per process unless ``Emulator(key_seed=...)`` / ``--key-seed`` fixes them.)
 DEFAULT_PROJECT_ID = "7e57ab1e-e301-4000-8000-000000000001"
 DEFAULT_PUBLISHABLE_CLIENT_KEY = "pck_emulator_dev_only_publishable_client_key"
 DEFAULT_SECRET_SERVER_KEY = "ssk_emulator_dev_only_secret_server_key"
 DEFAULT_SUPER_SECRET_ADMIN_KEY = "sak_emulator_dev_only_super_secret_admin_key"
-DEFAULT_SERVER_SECRET = "fastapi-stack-auth-emulator-dev-only-signing-secret"
 DEMO_USER_ID = "de3a0000-0000-4000-8000-000000000001"
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"
@@ -70,14 +70,8 @@ class SeedProject(_SeedModel):
 
 
 class Seed(_SeedModel):
-    """Everything an emulator starts with.
+    """Everything an emulator starts with; the first project is the default one."""
 
-    ``server_secret`` derives the signing keys: keep it fixed for stable keys (tokens survive a
-    restart), or leave it out for fresh random keys at every start. The first project is the
-    default one (``Emulator.project_id``).
-    """
-
-    server_secret: str | None = None
     projects: tuple[SeedProject, ...] = Field(min_length=1)
 
     @classmethod
@@ -90,7 +84,6 @@ class Seed(_SeedModel):
 def default_seed() -> Seed:
     """The seed of ``make run``: one project with fixed dev keys and a demo user."""
     return Seed(
-        server_secret=DEFAULT_SERVER_SECRET,
         projects=(
             SeedProject(
                 id=DEFAULT_PROJECT_ID,

@@ -1,26 +1,20 @@
-"""``EmulatorServer``: an emulator served by uvicorn in a background thread, on a socket that is
-bound and listening before the thread starts (so clients can connect at once: no readiness race).
-"""
+"""``EmulatorServer``: an emulator served by uvicorn (imported only here, when a server starts)
+in a background thread, on a socket bound and listening before the thread starts (no race)."""
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
+from ._app import is_loopback
 from ._emulator import Emulator
 
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+UVICORN_MISSING = (
+    "serving the Stack Auth emulator needs uvicorn: pip install 'fastapi-stack-auth[testing]'"
+)
 
 
 class RemoteBindRefused(ValueError):
@@ -65,6 +59,8 @@ class EmulatorServer:
     ``with EmulatorServer() as server: ...`` binds ``127.0.0.1`` on a free port (or ``port``),
     sets the emulator's ``public_url`` to the bound URL (unless ``public_url`` is given) and
     serves until the block ends. ``server.url`` is the value for ``STACK_API_URL``.
+    ``allow_remote`` lets it bind a non-loopback ``host`` and answer requests for that host and
+    for the host of ``public_url``.
     """
 
     def __init__(
@@ -105,13 +101,14 @@ class EmulatorServer:
             raise RuntimeError("this EmulatorServer was already started")
         try:
             import uvicorn
-        except ImportError:  # pragma: no cover - uvicorn ships with the dev extra
-            raise RuntimeError(
-                "serving the Stack Auth emulator needs uvicorn: pip install uvicorn"
-            ) from None
+        except ImportError:
+            raise RuntimeError(UVICORN_MISSING) from None
         self._socket = bind_socket(self._host, self._port, allow_remote=self._allow_remote)
         self.url = url_of(self._socket)
         self.emulator.public_url = self._public_url or self.url
+        if self._allow_remote:
+            public_host = urlsplit(self.emulator.public_url).hostname or ""
+            self.emulator.allowed_hosts |= {self._host.strip("[]").lower(), public_host}
         config = uvicorn.Config(
             self.emulator.app,
             lifespan="off",

@@ -1,12 +1,6 @@
-"""The emulator's in-memory data: projects, users, sessions, and room for teams and permissions.
-
-Everything lives in one ``Store`` guarded by one re-entrant lock: the HTTP handlers and the
-Python API (tests creating users from another thread) both hold ``store.lock`` while they read or
-change anything. Rows are plain dataclasses; their JSON views are in ``_views.py``.
-
-Teams, memberships and permission grants are modelled (a user's ``selected_team`` is rendered
-from them) so that the team and permission endpoints can be added without reshaping the store.
-"""
+"""The in-memory state: rows (projects, users, sessions, teams) and ``Backend``, which holds
+them with the signing keys and the clock behind one re-entrant lock (the HTTP handlers and the
+Python API, possibly on another thread, both hold it). JSON views are in ``_views.py``."""
 
 from __future__ import annotations
 
@@ -16,26 +10,22 @@ import hmac
 import secrets
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import user_email_already_exists
+from ._keys import KeyRing
+from ._tokens import AUDIENCE_KINDS, TokenSubject, audience, mint_access_token
 
 #: Lower-case Crockford base32, the alphabet of Stack's refresh tokens.
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 REFRESH_TOKEN_LENGTH = 45
 DEFAULT_SESSION_MILLIS = 365 * 24 * 3600 * 1000
 _PBKDF2_ITERATIONS = 10_000
-SYSTEM_TEAM_PERMISSIONS = (
-    "$update_team",
-    "$delete_team",
-    "$read_members",
-    "$remove_members",
-    "$invite_members",
-    "$manage_api_keys",
-)
+#: Stack's default access-token lifetime (``STACK_ACCESS_TOKEN_EXPIRATION_TIME``): 10 minutes.
+DEFAULT_ACCESS_TOKEN_TTL = 600
 
 
 def new_id() -> str:
@@ -162,33 +152,6 @@ class Team:
 
 
 @dataclass
-class Membership:
-    """A user's membership of a team, with the team permissions granted to it directly."""
-
-    team_id: str
-    user_id: str
-    permission_ids: set[str] = field(default_factory=set)
-
-
-@dataclass
-class PermissionDefinition:
-    """A permission a project defines, and the permissions it contains."""
-
-    id: str
-    scope: str  # "team" or "project"
-    contained_permission_ids: tuple[str, ...] = ()
-
-
-def _default_permissions() -> dict[str, PermissionDefinition]:
-    return {
-        "team_admin": PermissionDefinition("team_admin", "team", SYSTEM_TEAM_PERMISSIONS),
-        "team_member": PermissionDefinition(
-            "team_member", "team", ("$read_members", "$invite_members")
-        ),
-    }
-
-
-@dataclass
 class Project:
     """A project and everything in it."""
 
@@ -201,12 +164,8 @@ class Project:
     users: dict[str, User] = field(default_factory=dict)
     sessions: dict[str, Session] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
-    memberships: dict[tuple[str, str], Membership] = field(default_factory=dict)
-    permission_definitions: dict[str, PermissionDefinition] = field(
-        default_factory=_default_permissions
-    )
-    #: Project permissions granted directly, by user id.
-    project_permissions: dict[str, set[str]] = field(default_factory=dict)
+    #: ``(team_id, user_id)`` of every team membership.
+    memberships: set[tuple[str, str]] = field(default_factory=set)
 
     # --- users ----------------------------------------------------------------------------
 
@@ -247,14 +206,11 @@ class Project:
         return user
 
     def delete_user(self, user_id: str) -> bool:
-        """Delete a user with their sessions, memberships and grants; False if unknown."""
+        """Delete a user with their sessions and memberships; False if unknown."""
         if self.users.pop(user_id, None) is None:
             return False
-        for session_id in [s.id for s in self.sessions.values() if s.user_id == user_id]:
-            del self.sessions[session_id]
-        for key in [k for k in self.memberships if k[1] == user_id]:
-            del self.memberships[key]
-        self.project_permissions.pop(user_id, None)
+        self.revoke_sessions_of(user_id)
+        self.memberships = {m for m in self.memberships if m[1] != user_id}
         return True
 
     # --- sessions -------------------------------------------------------------------------
@@ -292,44 +248,117 @@ class Project:
         for session_id in [s.id for s in self.sessions.values() if s.user_id == user_id]:
             del self.sessions[session_id]
 
-    # --- teams (store only, no endpoints yet) -----------------------------------------------
+    # --- teams (no endpoints yet: they render ``selected_team``) --------------------------------
 
     def add_team(self, team: Team) -> Team:
         self.teams[team.id] = team
         return team
 
-    def add_member(self, team_id: str, user_id: str, permission_ids: set[str]) -> Membership:
-        membership = Membership(team_id, user_id, set(permission_ids))
-        self.memberships[(team_id, user_id)] = membership
-        return membership
+    def add_member(self, team_id: str, user_id: str) -> None:
+        self.memberships.add((team_id, user_id))
 
     def is_member(self, team_id: str, user_id: str) -> bool:
         return (team_id, user_id) in self.memberships
 
 
-class Store:
-    """All projects of one emulator, behind one lock."""
+class Backend:
+    """The emulated Stack Auth that the HTTP routes act on: projects, signing keys, clock and
+    settings, behind ``lock``. ``Emulator`` adds the Python API and the ASGI app."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        *,
+        public_url: str,
+        access_token_ttl: int,
+        clock: Callable[[], float],
+        latency: float,
+        key_seed: str | None,
+        cors_origins: Iterable[str],
+        allowed_hosts: Iterable[str],
+    ) -> None:
+        if access_token_ttl < 1:
+            raise ValueError("access_token_ttl must be at least 1 second")
+        if not latency >= 0:
+            raise ValueError("latency must be 0 or more seconds")
         self.lock = threading.RLock()
         self.projects: dict[str, Project] = {}
-        self._clock = clock
+        self.public_url = public_url
+        self.access_token_ttl = access_token_ttl
+        self.clock = clock
+        #: Seconds every API answer is delayed by (``asyncio.sleep``): a slow network.
+        self.latency = latency
+        #: Requests received per endpoint, keyed ``"METHOD /path pattern"`` (``/api/v1`` off).
+        self.calls: Counter[str] = Counter()
+        #: Random per instance unless ``key_seed`` is given (then derived from it).
+        self.keys = KeyRing(key_seed)
+        #: Browser origins allowed besides loopback ones (``scheme://host[:port]``).
+        self.cors_origins = {origin.rstrip("/").lower() for origin in cors_origins}
+        #: ``Host`` names accepted besides loopback ones (no port).
+        self.allowed_hosts = {host.lower() for host in allowed_hosts}
+
+    @property
+    def public_url(self) -> str:
+        """Base URL of the emulator as clients see it (no trailing slash): the tokens' issuer."""
+        return self._public_url
+
+    @public_url.setter
+    def public_url(self, value: str) -> None:
+        self._public_url = value.rstrip("/")
+
+    @property
+    def project_id(self) -> str:
+        """The default (first) project."""
+        return next(iter(self.projects))
+
+    def now(self) -> float:
+        """The emulator's current time, in epoch seconds."""
+        return self.clock()
 
     def now_millis(self) -> int:
-        return int(self._clock() * 1000)
+        return int(self.clock() * 1000)
 
-    @contextmanager
-    def locked(self) -> Iterator[Store]:
+    def mint_access_token(
+        self,
+        session: Session,
+        *,
+        project: Project,
+        issued_at: float | None = None,
+        lifetime: int | None = None,
+    ) -> str:
+        """A fresh access token for ``session`` (claims from the user as they are now)."""
         with self.lock:
-            yield self
+            user = project.users[session.user_id]
+            user.last_active_at_millis = session.last_used_at_millis = self.now_millis()
+            subject = TokenSubject(
+                user_id=user.id,
+                name=user.display_name,
+                email=user.primary_email,
+                email_verified=user.primary_email_verified,
+                selected_team_id=user.selected_team_id,
+                signed_up_at_millis=user.signed_up_at_millis,
+                is_anonymous=user.is_anonymous,
+                restricted_reason=project.restricted_reason(user),
+                requires_totp_mfa=user.totp_secret_base64 is not None,
+            )
+        return mint_access_token(
+            self.keys,
+            public_url=self.public_url,
+            project_id=project.id,
+            subject=subject,
+            refresh_token_id=session.id,
+            issued_at=int(self.clock() if issued_at is None else issued_at),
+            lifetime=self.access_token_ttl if lifetime is None else lifetime,
+        )
 
-    def add_project(self, project: Project) -> Project:
-        with self.lock:
-            if project.id in self.projects:
-                raise ValueError(f"project {project.id!r} already exists")
-            self.projects[project.id] = project
-            return project
-
-    def project(self, project_id: str) -> Project | None:
-        with self.lock:
-            return self.projects.get(project_id)
+    def jwks(
+        self,
+        project_id: str | None = None,
+        *,
+        include_restricted: bool = False,
+        include_anonymous: bool = False,
+    ) -> dict[str, Any]:
+        """The project's public JWKS, as ``/.well-known/jwks.json`` serves it."""
+        pid = project_id or self.project_id
+        kinds = AUDIENCE_KINDS[: 3 if include_anonymous else 2 if include_restricted else 1]
+        keys = [key.public_jwk for kind in kinds for key in self.keys.keys_for(audience(pid, kind))]
+        return {"keys": keys}
