@@ -1,4 +1,5 @@
-"""Real servers on loopback for tests: an ASGI app in a thread, or an app in a uvicorn process.
+"""Real servers on loopback for tests: an ASGI app in a thread, an app in a uvicorn process, or
+a raw asyncio stream handler in the test's own event loop (to send what no HTTP server would).
 
 Each listening socket is bound and listening *before* the server starts, so a client can
 connect at once: the kernel queues the connection until the server accepts it. No polling,
@@ -14,8 +15,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,36 @@ def uvicorn_process(app_path: str, env: Mapping[str, str]) -> Iterator[UvicornPr
             process.kill()
             running.output, _ = process.communicate()
         sock.close()
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[str]:
+    """Serve raw bytes with ``handler`` on 127.0.0.1 in the running loop; yields its base URL."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, dict[str, str], bytes]:
+    """One HTTP/1.1 request: its request line, headers (lower-cased names) and body."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    line, *fields = head.split("\r\n")[:-2]
+    headers = {}
+    for field_line in fields:
+        name, _, value = field_line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return line, headers, body
+
+
+def http_response(status: int, body: bytes, *headers: str) -> bytes:
+    """An HTTP/1.1 response with a Content-Length and any extra ``name: value`` headers."""
+    head = [f"HTTP/1.1 {status} X", f"content-length: {len(body)}", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body

@@ -3,38 +3,42 @@ gives our client (never a 500 traceback, never a token or key in a log line).
 
 Retries wait through an injected ``sleep`` and measure the deadline on an injected ``clock``
 (``FakeTime``), so these tests never sleep for real to wait out a backoff. The loopback tests
-at the end use real sockets: a port that refuses, a server that never answers, one that drips
-its body.
+at the end use real sockets and httpx's own transport (the only one): a port that refuses, a
+server that never answers, one that drips its body, raw bytes no HTTP server would send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import gzip
 import json
 import logging
 import socket
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import anyio
 import httpx
+import jwt
 import pytest
 import respx
+from cachetools import TTLCache
 from fastapi import Depends, FastAPI
 
-from fastapi_stack_auth import (
-    JwksCache,
-    StackAuth,
-    StackAuthSettings,
-    StackClient,
-    StackUnavailableError,
-    StackUser,
-    current_user,
-)
-from fastapi_stack_auth._client import BACKOFF_BASE
+from fastapi_stack_auth import StackAuth, StackAuthSettings, StackUser, current_user
+from fastapi_stack_auth._cache import TokenCache, token_key
+from fastapi_stack_auth._client import BACKOFF_BASE, StackClient
+from fastapi_stack_auth._jwks import JwksCache
+from fastapi_stack_auth._pipeline import REJECTION_TTL
 from fastapi_stack_auth._stale import StaleIdentities
+from fastapi_stack_auth._tokens import read_claims
+from fastapi_stack_auth.errors import StackBadResponseError, StackUnavailableError
+from fastapi_stack_auth.models import Identity
 from tests.conftest import (
     PROJECT_ID,
     PUBLISHABLE_KEY,
@@ -45,7 +49,15 @@ from tests.conftest import (
     user_body,
 )
 from tests.jwt_helpers import JwksEndpoint, KeyRing
-from tests.servers import listening_socket, serve_in_thread, url_of
+from tests.servers import (
+    Handler,
+    http_response,
+    listening_socket,
+    raw_server,
+    read_request,
+    serve_in_thread,
+    url_of,
+)
 
 # --- helpers -----------------------------------------------------------------------------------
 
@@ -515,6 +527,8 @@ async def test_an_unwrapped_network_error_from_a_custom_transport_is_503(
     calls: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/jwks.json"):  # loaded at startup: no key set here
+            return httpx.Response(404)
         calls.append(request)
         raise ConnectionResetError("reset by peer")
 
@@ -560,8 +574,9 @@ async def stale_stack(
     async with StackAuth(**stack_settings, cache_ttl=0, stale_grace=60) as stack:
         install(stack.client, fake)
         wall = WallClock()
-        assert stack.stale is not None
-        stack.stale = StaleIdentities(grace=60, maxsize=100, clock=wall, timer=fake.clock)
+        assert stack.pipeline.stale is not None
+        stack.pipeline.stale = StaleIdentities(grace=60, maxsize=100, clock=wall, timer=fake.clock)
+        stack.pipeline.rejected = TTLCache(100, REJECTION_TTL, timer=fake.clock)
         yield stack, wall
 
 
@@ -572,7 +587,7 @@ async def test_serve_stale_is_off_by_default(
     token = mint_token()
     async with StackAuth(**stack_settings, cache_ttl=0) as stack:
         install(stack.client, fake)
-        assert stack.stale is None
+        assert stack.pipeline.stale is None
         async with app_client(stack) as app:
             assert (await app.get("/me", headers=bearer(token))).status_code == 200
             route.mock(side_effect=httpx.ConnectError("refused"))
@@ -656,6 +671,7 @@ async def test_serve_stale_warns_again_after_the_interval_and_notes_the_recovery
 async def test_serve_stale_forgets_a_token_stack_no_longer_vouches_for(
     stale_stack: tuple[StackAuth, WallClock],
     mock_api: respx.MockRouter,
+    fake: FakeTime,
     verdict: httpx.Response,
     status: int,
 ) -> None:
@@ -667,6 +683,10 @@ async def test_serve_stale_forgets_a_token_stack_no_longer_vouches_for(
         route.mock(return_value=verdict)
         assert (await app.get("/me", headers=bearer(token))).status_code == status
         route.mock(side_effect=httpx.ConnectError("refused"))
+        # A 401 verdict is remembered for a while: the outage is not even asked about.
+        if status == 401:
+            assert (await app.get("/me", headers=bearer(token))).status_code == 401
+            fake.advance(REJECTION_TTL)
         assert_error(await app.get("/me", headers=bearer(token)), 503, "STACK_AUTH_UNAVAILABLE")
 
 
@@ -687,50 +707,58 @@ async def test_a_stale_answer_is_cached_no_longer_than_the_grace_window(
     stack_settings: dict[str, Any], mock_api: respx.MockRouter, fake: FakeTime
 ) -> None:
     route = mock_api.get("/users/me").respond(200, json=user_body())
-    token = mint_token()
+    token = mint_token(exp_in=200)
+    key = token_key(token)
     async with StackAuth(**stack_settings, cache_ttl=300, stale_grace=10) as stack:
         install(stack.client, fake)
         wall = WallClock()
-        stack.stale = StaleIdentities(grace=10, maxsize=100, clock=wall)
-        identity, until = await stack._verify(_parse(token))
+        pipeline = stack.pipeline
+        pipeline.stale = StaleIdentities(grace=10, maxsize=100, clock=wall)
+        pipeline.cache = cache = TokenCache(maxsize=100, ttl=300, clock=wall)
+        identity = await pipeline.authenticate(token)
+        # A fresh answer is cached until the token's exp (200 s, before the 300 s TTL).
+        wall.now = identity.claims.exp - 0.1
+        assert cache.get(key) is identity
+        wall.now = identity.claims.exp
+        assert cache.get(key) is None
+        # Stack goes down 4 s after it verified the token: the stale answer is cached for
+        # the 6 s of grace left, not the TTL.
+        wall.now = identity.claims.exp - 100
+        cache.clear()
+        identity = await pipeline.authenticate(token)
         route.mock(side_effect=httpx.ConnectError("refused"))
+        cache.clear()
         wall.now += 4
-        stale_identity, stale_until = await stack._verify(_parse(token))
-    assert stale_identity is identity
-    assert stale_until == pytest.approx(wall.now + 6)  # verified 4 s ago, grace 10 s
-    assert until == identity.claims.exp
+        assert await pipeline.authenticate(token) is identity
+        wall.now += 5.9
+        assert cache.get(key) is identity
+        wall.now += 0.2
+        assert cache.get(key) is None
+    assert route.call_count == 5  # two verifications, then the outage's three attempts
 
 
 def test_stale_store_never_outlives_the_token_exp() -> None:
-    from fastapi_stack_auth._tokens import parse_access_token
-    from fastapi_stack_auth._verifiers import Identity
-
     wall = WallClock()
-    token = parse_access_token(mint_token(exp_in=20))
-    identity = Identity(claims=token.claims, user=StackUser.model_validate(user_body()))
+    claims = read_claims(jwt.decode(mint_token(exp_in=20), options={"verify_signature": False}))
+    identity = Identity(claims=claims, user=StackUser.model_validate(user_body()))
     store = StaleIdentities(grace=3600, maxsize=2, clock=wall)
     store.remember(b"k", identity)
     hit = store.recall(b"k", "test")
     assert hit is not None
-    assert hit[1] == token.claims.exp
-    wall.now = token.claims.exp + 1
+    assert hit[1] == claims.exp
+    wall.now = claims.exp + 1
     assert store.recall(b"k", "test") is None
     assert len(store) == 0
     # Bounded: the least recently used goes.
+    wall.now = claims.exp - 10
     for key in (b"a", b"b", b"c"):
         store.remember(key, identity)
     assert len(store) == 2
 
 
 def test_serve_stale_is_remote_mode_only(stack_settings: dict[str, Any]) -> None:
-    assert StackAuth(**stack_settings, stale_grace=60).stale is not None
-    assert StackAuth(**stack_settings, stale_grace=60, verify="jwt").stale is None
-
-
-def _parse(raw: str) -> Any:
-    from fastapi_stack_auth._tokens import parse_access_token
-
-    return parse_access_token(raw)
+    assert StackAuth(**stack_settings, stale_grace=60).pipeline.stale is not None
+    assert StackAuth(**stack_settings, stale_grace=60, verify="jwt").pipeline.stale is None
 
 
 # --- real sockets on loopback -----------------------------------------------------------------
@@ -849,3 +877,135 @@ async def test_real_socket_faults_are_bridged_by_serve_stale(
     assert response.json() == {"id": USER_ID}
     assert any("STACK_STALE_GRACE" in r.getMessage() for r in caplog.records)
     assert_no_secrets(caplog, token)
+
+
+# --- httpx's own transport against raw loopback sockets -----------------------------------------
+# (folded in from the removed test_transport.py, whose aiohttp transport is gone)
+
+
+def loopback_settings(url: str, **overrides: Any) -> StackAuthSettings:
+    values: dict[str, Any] = {
+        "project_id": PROJECT_ID,
+        "secret_server_key": SECRET_KEY,
+        "api_url": url,
+        "max_attempts": 1,
+        **overrides,
+    }
+    return StackAuthSettings(**values)
+
+
+def answer_then(reply: bytes, *, close: bool = True) -> Handler:
+    """A handler that reads one request, sends ``reply``, then closes (or waits for the
+    client to)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(reply)
+        await writer.drain()
+        if not close:
+            await reader.read()  # hold the connection until the client goes
+        writer.close()
+
+    return handle
+
+
+async def test_requests_on_the_wire() -> None:
+    seen: list[tuple[str, dict[str, str], bytes]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not reader.at_eof():
+            try:
+                request = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            seen.append(request)
+            body = gzip.compress(json.dumps(user_body()).encode())
+            writer.write(
+                http_response(200, body, "content-type: application/json", "content-encoding: gzip")
+            )
+            await writer.drain()
+        writer.close()
+
+    token = mint_token()
+    async with raw_server(handle) as url, StackClient(loopback_settings(url)) as client:
+        user = await client.get_current_user(token)
+        created = await client.request("POST", "/users", json_body={"display_name": "Ada"})
+    assert user["id"] == USER_ID  # gzip decoded
+    assert created["id"] == USER_ID
+    (line, headers, _), (post_line, post_headers, post_body) = seen
+    assert line == "GET /api/v1/users/me HTTP/1.1"
+    assert headers["x-stack-access-token"] == token
+    assert headers["x-stack-secret-server-key"] == SECRET_KEY
+    assert headers["x-stack-access-type"] == "server"
+    assert headers["x-stack-allow-anonymous-user"] == "true"
+    assert headers["host"] == url.removeprefix("http://")
+    assert "authorization" not in headers
+    assert "cookie" not in headers
+    assert post_line == "POST /api/v1/users HTTP/1.1"
+    assert post_headers["content-type"] == "application/json"
+    assert json.loads(post_body) == {"display_name": "Ada"}
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"",  # closed without a word
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{}",  # cut short
+        b"HTTP/1.1 200 OK\r\nbad header line\r\n\r\n",
+    ],
+    ids=["closed", "garbage", "short-body", "bad-header"],
+)
+async def test_broken_answers_on_the_wire_are_unavailable_not_a_crash(reply: bytes) -> None:
+    async with (
+        raw_server(answer_then(reply)) as url,
+        StackClient(loopback_settings(url)) as client,
+    ):
+        with pytest.raises(StackUnavailableError):
+            await client.get_current_user(mint_token())
+
+
+async def test_undecodable_body_on_the_wire_is_a_bad_response() -> None:
+    reply = http_response(200, b"not gzip", "content-encoding: gzip")
+    async with (
+        raw_server(answer_then(reply)) as url,
+        StackClient(loopback_settings(url)) as client,
+    ):
+        with pytest.raises(StackBadResponseError):
+            await client.get_current_user(mint_token())
+
+
+async def test_refused_connection_is_unavailable(refusing_url: str) -> None:
+    async with StackClient(loopback_settings(refusing_url)) as client:
+        with pytest.raises(StackUnavailableError) as caught:
+            await client.get_current_user(mint_token())
+    assert caught.value.reason == "ConnectError"
+
+
+async def test_silent_server_times_out(silent_url: str) -> None:
+    async with StackClient(loopback_settings(silent_url, http_timeout=0.2)) as client:
+        with pytest.raises(StackUnavailableError, match="timed out"):
+            await client.get_current_user(mint_token())
+
+
+async def test_closing_the_client_closes_its_connections() -> None:
+    closed = asyncio.Event()
+    reply = http_response(200, json.dumps(user_body()).encode())
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await answer_then(reply, close=False)(reader, writer)
+        closed.set()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with raw_server(handle) as url:
+            client = StackClient(loopback_settings(url))
+            await client.open()
+            await client.get_current_user(mint_token())
+            assert not closed.is_set()  # kept alive in the pool until now
+            await client.aclose()
+            with anyio.fail_after(5):
+                await closed.wait()  # the server saw the connection end
+            del client
+            gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], caught

@@ -208,3 +208,10 @@ def test_env_prefix_errors_name_its_own_variables(monkeypatch: pytest.MonkeyPatc
     assert "STACK_B_REQUEST_DEADLINE is invalid: must be at least STACK_B_HTTP_TIMEOUT" in message
     for other in ("STACK_PROJECT_ID", "STACK_SECRET_SERVER_KEY", "STACK_VERIFY", "STACK_HTTP"):
         assert other not in message
+
+
+def test_the_removed_http_client_setting_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    # STACK_HTTP_CLIENT chose the removed aiohttp transport; an old deployment may still set it.
+    monkeypatch.setenv("STACK_HTTP_CLIENT", "aiohttp")
+    settings = StackAuth(project_id=PROJECT_ID, secret_server_key=SECRET_KEY).settings
+    assert not hasattr(settings, "http_client")
