@@ -61,6 +61,10 @@ class JwtVerifier:
     async def verify(self, raw: str) -> Identity:
         """Verify ``raw`` or raise ``AuthError`` 401 (or ``StackAuthError`` when the JWKS
         cannot be loaded at all)."""
+        # PyJWT allows '=' padding, which RFC 7515 forbids and Stack never sends. Refused, so a
+        # token has no other spelling (a cache entry and a signature check each) than ECDSA's own.
+        if "=" in raw:
+            raise invalid_token("The access token is not a JWT")
         header = read_header(raw)
         if "crit" in header:
             raise invalid_token("The access token has critical header parameters")
@@ -122,12 +126,11 @@ class JwtVerifier:
             raise invalid_token("The access token's user flags are inconsistent")
         if claims.is_restricted != (claims.restricted_reason is not None):
             raise invalid_token("The access token's user flags are inconsistent")
-        actual = (
-            "anonymous"
-            if claims.is_anonymous
-            else "restricted"
-            if claims.is_restricted
-            else "normal"
-        )
+        if claims.is_anonymous:
+            actual = "anonymous"
+        elif claims.is_restricted:
+            actual = "restricted"
+        else:
+            actual = "normal"
         if actual != user_type:
             raise invalid_token("The access token's audience does not match its user")
