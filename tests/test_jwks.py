@@ -14,17 +14,12 @@ import httpx
 import pytest
 import respx
 
-from fastapi_stack_auth import (
-    JwksCache,
-    StackAPIError,
-    StackBadResponseError,
-    StackClient,
-    StackUnavailableError,
-)
-from fastapi_stack_auth._jwks import freshness, parse_jwks
+from fastapi_stack_auth._client import StackClient
+from fastapi_stack_auth._jwks import JwksCache, _coordinate, es256_public_key, freshness, parse_jwks
 from fastapi_stack_auth._settings import load_settings
+from fastapi_stack_auth.errors import StackAPIError, StackBadResponseError, StackUnavailableError
 from tests.conftest import PROJECT_ID, PUBLISHABLE_KEY, SECRET_KEY
-from tests.jwt_helpers import JWKS_PATH, JwksEndpoint, KeyRing, SigningKey, jwks_app
+from tests.jwt_helpers import JWKS_PATH, JwksEndpoint, KeyRing, SigningKey, b64url, jwks_app
 from tests.servers import serve_in_thread
 
 
@@ -157,6 +152,41 @@ def test_parse_keeps_only_usable_es256_keys() -> None:
         ]
     }
     assert set(parse_jwks(body)) == {"good", "sig-use"}
+
+
+def test_parse_pads_short_coordinates_and_refuses_long_or_off_curve_points() -> None:
+    short = SigningKey.generate_short()
+    jwk = short.public_jwk(minimal=True)  # as Stack serialises it: no leading zero byte
+    assert 42 in (len(jwk["x"]), len(jwk["y"]))
+    key = parse_jwks({"keys": [jwk]})[short.kid]
+    assert key.public_numbers() == short.private.public_key().public_numbers()
+    numbers = short.private.public_key().public_numbers()
+    for bad in (
+        {**jwk, "x": b64url(numbers.x.to_bytes(33, "big"))},  # a zero byte too many
+        {**jwk, "y": b64url((numbers.y ^ 1).to_bytes(32, "big"))},  # not on P-256
+    ):
+        assert es256_public_key(bad) is None
+        with pytest.raises(StackBadResponseError):
+            parse_jwks({"keys": [bad]})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b64url(b"\x01" * 32), b"\x01" * 32),
+        (b64url(b"\x01" * 31), b"\x00" + b"\x01" * 31),  # 42 characters: left-padded
+        (b64url(b"\x01" * 30), b"\x00\x00" + b"\x01" * 30),
+        (b64url(b"\x00" + b"\x01" * 32), None),  # 33 bytes, even with a leading zero
+        (b64url(b"\x01" * 33), None),
+        ("", None),
+        ("A" * 41 + "=", None),  # padding is not base64url
+        ("+" + "A" * 42, None),  # nor is standard base64
+        (None, None),
+        (32, None),
+    ],
+)
+def test_coordinate_lengths(text: Any, expected: bytes | None) -> None:
+    assert _coordinate(text) == expected
 
 
 @pytest.mark.parametrize(

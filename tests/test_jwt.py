@@ -13,25 +13,22 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import respx
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from fastapi_stack_auth import (
-    ClaimsDependency,
-    Identity,
-    JwksCache,
-    JwtVerifier,
-    RestrictedReason,
     StackAuth,
     StackAuthConfigError,
-    StackClient,
     StackUser,
     TokenClaims,
     UserDependency,
@@ -40,9 +37,13 @@ from fastapi_stack_auth import (
     token_claims,
 )
 from fastapi_stack_auth._cache import token_key
-from fastapi_stack_auth._errors import AuthError
+from fastapi_stack_auth._client import StackClient
+from fastapi_stack_auth._dependencies import ClaimsDependency
+from fastapi_stack_auth._jwks import JwksCache
+from fastapi_stack_auth._jwt import JwtVerifier
 from fastapi_stack_auth._settings import load_settings
-from fastapi_stack_auth._tokens import parse_access_token
+from fastapi_stack_auth.errors import AuthError
+from fastapi_stack_auth.models import RestrictedReason
 from tests.conftest import API_URL, PROJECT_ID, SECRET_KEY, mint_token, stack_error, user_body
 from tests.jwt_helpers import (
     CONTRACT_FIXTURES,
@@ -165,15 +166,20 @@ class Clock:
         self.now += seconds
 
 
-def with_jwks_clock(stack: StackAuth, clock: Clock) -> None:
-    """Give ``stack`` a JWKS cache whose time the test controls (same client, settings)."""
-    s = stack.settings
-    stack.verifier = JwtVerifier(
-        JwksCache(stack.client, s.project_id, clock=clock),
-        project_id=s.project_id,
-        api_url=s.api_url,
-        leeway=s.jwt_leeway,
-    )
+@asynccontextmanager
+async def stack_with_jwks_clock(settings: dict[str, Any], clock: Clock) -> AsyncIterator[StackAuth]:
+    """A started JWT-mode ``StackAuth`` whose JWKS cache runs on ``clock``."""
+    async with StackClient(load_settings(**settings)) as http:
+        jwks = JwksCache(http, PROJECT_ID, clock=clock)
+        verifier = JwtVerifier(jwks, project_id=PROJECT_ID, api_url=API_URL)
+        async with StackAuth(**settings, verifier=verifier) as stack:
+            assert stack.jwks is jwks
+            yield stack
+
+
+def unverified_sub(token: str) -> str:
+    sub: str = jwt.decode(token, options={"verify_signature": False})["sub"]
+    return sub
 
 
 # --- the happy path ----------------------------------------------------------------------------
@@ -269,7 +275,7 @@ async def test_token_claims_in_remote_mode_come_from_the_accepted_token(
     async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as c:
         response = await c.get("/claims", headers=bearer(token))
     assert response.status_code == 200
-    assert response.json()["sub"] == parse_access_token(token).claims.sub
+    assert response.json()["sub"] == unverified_sub(token)
 
 
 async def test_token_claims_over_websocket(
@@ -307,7 +313,7 @@ async def test_restricted_and_anonymous_need_an_opt_in(
     assert_error(await client.get("/claims", headers=bearer(token)), 403, denied_code)
     response = await client.get(route_that_allows, headers=bearer(token))
     assert response.status_code == 200
-    assert response.json()["id"] == parse_access_token(token).claims.sub
+    assert response.json()["id"] == unverified_sub(token)
 
 
 @pytest.mark.parametrize(
@@ -366,6 +372,15 @@ def _non_canonical_signature(ring: KeyRing) -> str:
     return token[:-1] + alphabet[last | 1] if last % 2 == 0 else token[:-1] + alphabet[last & ~1]
 
 
+def _standard_base64_signature(ring: KeyRing) -> str:
+    """The signature's bytes spelled in standard base64 ("+/" for "-_"): not base64url."""
+    token = ring.mint()
+    while not {"-", "_"} & set(token.rsplit(".", 1)[1]):  # 1 signature in 15 has neither
+        token = ring.mint()
+    head, _, signature = token.rpartition(".")
+    return f"{head}.{signature.translate(str.maketrans('-_', '+/'))}"
+
+
 def _stale(ring: KeyRing, field: str, offset: int) -> str:
     now = int(time.time())
     return ring.mint(**{field: now + offset})
@@ -410,6 +425,8 @@ REJECTIONS: dict[str, tuple[Callable[[KeyRing], str], str]] = {
         "INVALID_TOKEN",
     ),
     "non-canonical-signature-encoding": (_non_canonical_signature, "INVALID_TOKEN"),
+    "padded-signature": (lambda ring: ring.mint() + "==", "INVALID_TOKEN"),
+    "standard-base64-signature": (_standard_base64_signature, "INVALID_TOKEN"),
     "unknown-kid": (
         lambda ring: sign_jwt(SigningKey.generate(), claims_for()),
         "INVALID_TOKEN",
@@ -435,6 +452,8 @@ REJECTIONS: dict[str, tuple[Callable[[KeyRing], str], str]] = {
         "INVALID_TOKEN",
     ),
     "aud-list": (lambda ring: ring.mint(aud=[PROJECT_ID]), "INVALID_TOKEN"),
+    "aud-list-of-numbers": (lambda ring: ring.mint(aud=[7]), "INVALID_TOKEN"),
+    "aud-object": (lambda ring: ring.mint(aud={"id": PROJECT_ID}), "INVALID_TOKEN"),
     "aud-missing": (lambda ring: ring.mint(aud=MISSING), "INVALID_TOKEN"),
     "wrong-iss-host": (
         lambda ring: ring.mint(iss=f"https://evil.test/api/v1/projects/{PROJECT_ID}"),
@@ -513,70 +532,73 @@ async def test_rejections(
     assert len(mock_api.calls) <= 2
 
 
-# --- leeway and time, with a controlled clock --------------------------------------------------
+# --- leeway and time -------------------------------------------------------------------------
+# PyJWT reads the real clock, so tokens are minted with the times a case needs, relative to
+# ``int(time.time())``. Each case keeps at least a second of slack on the side where passing
+# time could flip it (time only moves on: a case that rejects because of the past stays so).
 
 
 @pytest.fixture
 async def verifier(
     endpoint: JwksEndpoint, jwt_settings: dict[str, Any]
 ) -> AsyncIterator[Callable[..., JwtVerifier]]:
-    """Makes a ``JwtVerifier`` with a given clock and leeway, over the mocked JWKS."""
+    """Makes a ``JwtVerifier`` with a given leeway (and Stack URL), over the mocked JWKS."""
     async with StackClient(load_settings(**jwt_settings)) as http:
+        jwks = JwksCache(http, PROJECT_ID)
 
-        def make(clock: Callable[[], float], leeway: float = 5.0) -> JwtVerifier:
-            return JwtVerifier(
-                JwksCache(http, PROJECT_ID),
-                project_id=PROJECT_ID,
-                api_url=API_URL,
-                leeway=leeway,
-                clock=clock,
-            )
+        def make(leeway: float = 5.0, api_url: str = API_URL) -> JwtVerifier:
+            return JwtVerifier(jwks, project_id=PROJECT_ID, api_url=api_url, leeway=leeway)
 
         yield make
 
 
-async def _verify(verifier: JwtVerifier, token: str) -> Identity:
-    return await verifier.verify(parse_access_token(token))
+async def _code_of(verifier: JwtVerifier, token: str) -> str | None:
+    """``None`` when ``verifier`` accepts ``token``, else the error code."""
+    try:
+        identity = await verifier.verify(token)
+    except AuthError as exc:
+        error = exc
+    else:
+        assert identity.claims.sub == unverified_sub(token)
+        return None
+    assert error.status_code == 401
+    return error.code
 
 
 @pytest.mark.parametrize(
-    ("leeway", "seconds_past_exp", "accepted"),
-    [(5, -1, True), (5, 0, True), (5, 4.9, True), (5, 5, False), (0, 0, False), (0, -0.5, True)],
+    ("leeway", "exp_from_now", "accepted"),
+    [
+        (5, 60, True),
+        (5, 0, True),  # expired less than a second ago
+        (5, -3, True),  # 3 to 4 s ago: within the leeway
+        (5, -5, False),  # 5 to 6 s ago: a leeway of 5 s ends at exp + 5 (excluded)
+        (0, 3, True),
+        (0, 0, False),  # no leeway: expired at exp itself
+        (30, -26, True),
+        (30, -30, False),
+    ],
 )
 async def test_exp_leeway(
     verifier: Callable[..., JwtVerifier],
     ring: KeyRing,
     leeway: float,
-    seconds_past_exp: float,
+    exp_from_now: int,
     accepted: bool,
 ) -> None:
-    payload = claims_for(now=1_800_000_000)
-    clock = Clock(payload["exp"] + seconds_past_exp)
-    check = verifier(clock, leeway=leeway)
-    token = sign_jwt(ring.signer(), payload)
-    if accepted:
-        assert (await _verify(check, token)).claims.sub == payload["sub"]
-    else:
-        with pytest.raises(AuthError) as info:
-            await _verify(check, token)
-        assert info.value.code == "TOKEN_EXPIRED"
+    token = ring.mint(exp=int(time.time()) + exp_from_now)
+    assert await _code_of(verifier(leeway), token) == (None if accepted else "TOKEN_EXPIRED")
 
 
 @pytest.mark.parametrize("claim", ["nbf", "iat"])
-@pytest.mark.parametrize(("ahead", "accepted"), [(4, True), (6, False)])
+@pytest.mark.parametrize(
+    ("ahead", "accepted"),
+    [(4, True), (5, True), (8, False)],  # 5: at most 5 s ahead, never more
+)
 async def test_not_yet_valid_leeway(
     verifier: Callable[..., JwtVerifier], ring: KeyRing, claim: str, ahead: int, accepted: bool
 ) -> None:
-    now = 1_800_000_000
-    payload = claims_for(now=now, **{claim: now + ahead})
-    check = verifier(Clock(now), leeway=5)
-    token = sign_jwt(ring.signer(), payload)
-    if accepted:
-        await _verify(check, token)
-    else:
-        with pytest.raises(AuthError) as info:
-            await _verify(check, token)
-        assert info.value.code == "INVALID_TOKEN"
+    token = ring.mint(**{claim: int(time.time()) + ahead})
+    assert await _code_of(verifier(leeway=5), token) == (None if accepted else "INVALID_TOKEN")
 
 
 async def test_expired_within_leeway_passes_the_precheck_too(
@@ -588,34 +610,44 @@ async def test_expired_within_leeway_passes_the_precheck_too(
 
 @pytest.mark.parametrize("kind", ["normal", "restricted", "anonymous"])
 async def test_contract_fixture_tokens_verify(
-    mock_api: respx.MockRouter, stack_settings: dict[str, Any], kind: str
+    mock_api: respx.MockRouter, jwt_settings: dict[str, Any], kind: str
 ) -> None:
-    """The contract's real-shaped tokens against its JWKS, at a time they were valid."""
+    """The contract's real-shaped tokens against its JWKS.
+
+    The fixture token itself, byte for byte, is checked with a leeway that reaches back to when
+    it was valid; its exact claims are also signed again, valid now, with the contract's
+    private key of the same ``kid``, and checked with the default leeway.
+    """
     fixture = json.loads((CONTRACT_FIXTURES / "tokens" / f"access-token.{kind}.json").read_text())
     jwks = json.loads((CONTRACT_FIXTURES / "jwks.include_anonymous.json").read_text())
     mock_api.get(f"/projects/{PROJECT_ID}/.well-known/jwks.json").respond(200, json=jwks)
     payload = fixture["payload"]
-    async with StackAuth(**{**stack_settings, "verify": "jwt"}) as stack:
-        verifier = JwtVerifier(
-            JwksCache(stack.client, PROJECT_ID),
-            project_id=PROJECT_ID,
-            api_url="https://api.stack-auth.com",
-            clock=Clock(payload["iat"] + 60),
-        )
-        identity = await verifier.verify(parse_access_token(fixture["token"]))
-        assert identity.snapshot
-        assert identity.claims.sub == payload["sub"]
-        assert identity.user.is_anonymous is payload["is_anonymous"]
-        assert identity.user.is_restricted is payload["is_restricted"]
-        # Same token, later: expired. Same token, another Stack URL: wrong issuer.
-        for clock, api_url, code in (
-            (Clock(payload["exp"] + 60), "https://api.stack-auth.com", "TOKEN_EXPIRED"),
-            (Clock(payload["iat"] + 60), API_URL, "INVALID_TOKEN"),
+    now = int(time.time())
+    back_then = now - payload["iat"] + 3600  # a leeway that covers the token's age
+    signer = next(
+        key
+        for keys in KeyRing.from_contract_fixtures().keys.values()
+        for key in keys
+        if key.kid == fixture["header"]["kid"]
+    )
+    fresh = sign_jwt(signer, {**payload, "iat": now, "exp": now + 600})
+    async with StackClient(load_settings(**jwt_settings)) as http:
+        keys = JwksCache(http, PROJECT_ID)
+        stack_url = "https://api.stack-auth.com"
+        for token, leeway in ((fixture["token"], back_then), (fresh, 5.0)):
+            check = JwtVerifier(keys, project_id=PROJECT_ID, api_url=stack_url, leeway=leeway)
+            identity = await check.verify(token)
+            assert identity.snapshot
+            assert identity.claims.sub == payload["sub"]
+            assert identity.user.is_anonymous is payload["is_anonymous"]
+            assert identity.user.is_restricted is payload["is_restricted"]
+        # The fixture token now: expired. A valid one against another Stack URL: wrong issuer.
+        for token, api_url, code in (
+            (fixture["token"], stack_url, "TOKEN_EXPIRED"),
+            (fresh, API_URL, "INVALID_TOKEN"),
         ):
-            other = JwtVerifier(verifier.jwks, project_id=PROJECT_ID, api_url=api_url, clock=clock)
-            with pytest.raises(AuthError) as info:
-                await other.verify(parse_access_token(fixture["token"]))
-            assert info.value.code == code
+            other = JwtVerifier(keys, project_id=PROJECT_ID, api_url=api_url)
+            assert await _code_of(other, token) == code
 
 
 # --- keys: rotation, floods, availability ------------------------------------------------------
@@ -625,9 +657,7 @@ async def test_key_rotation_refetches_once_and_accepts(
     jwt_settings: dict[str, Any], endpoint: JwksEndpoint, ring: KeyRing
 ) -> None:
     clock = Clock(1_000)
-    stack = StackAuth(**jwt_settings)
-    with_jwks_clock(stack, clock)
-    async with stack:
+    async with stack_with_jwks_clock(jwt_settings, clock) as stack:
         transport = httpx.ASGITransport(app=build_app(stack))
         async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as c:
             assert (await c.get("/me", headers=bearer(ring.mint()))).status_code == 200
@@ -644,9 +674,7 @@ async def test_kid_flood_through_the_app_is_bounded(
     jwt_settings: dict[str, Any], endpoint: JwksEndpoint, ring: KeyRing
 ) -> None:
     clock = Clock(1_000)
-    stack = StackAuth(**jwt_settings)
-    with_jwks_clock(stack, clock)
-    async with stack:
+    async with stack_with_jwks_clock(jwt_settings, clock) as stack:
         transport = httpx.ASGITransport(app=build_app(stack))
         async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as c:
             clock.advance(60)
@@ -726,20 +754,20 @@ async def test_verified_token_is_not_verified_again(
     jwt_stack: StackAuth, client: httpx.AsyncClient, ring: KeyRing, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
-    original = JwtVerifier._check_signature
+    original = JwtVerifier._decode
 
-    def counting(raw: str, key: Any) -> None:
+    def counting(self: JwtVerifier, raw: str, key: Any) -> dict[str, Any]:
         calls.append(raw)
-        original(raw, key)
+        return original(self, raw, key)
 
-    # Count the ECDSA checks themselves, whichever path (inline or awaited) reaches them.
-    monkeypatch.setattr(JwtVerifier, "_check_signature", staticmethod(counting))
+    # Count the signature checks themselves (PyJWT's decode of a token with its key).
+    monkeypatch.setattr(JwtVerifier, "_decode", counting)
     token = ring.mint()
     for _ in range(10):
         assert (await client.get("/me", headers=bearer(token))).status_code == 200
         assert (await client.get("/claims", headers=bearer(token))).status_code == 200
     assert len(calls) == 1
-    assert jwt_stack.cache.get(token_key(token)) is not None
+    assert jwt_stack.pipeline.cache.get(token_key(token)) is not None
 
 
 async def test_verified_token_cache_lasts_until_exp_and_is_bounded(
@@ -749,12 +777,15 @@ async def test_verified_token_cache_lasts_until_exp_and_is_bounded(
         # cache_ttl is for remote mode: JWT-mode entries live until exp.
         token = ring.mint()
         await stack.authenticate(token)
-        exp = parse_access_token(token).claims.exp
-        deadline, _ = stack.cache._entries[token_key(token)]
-        assert deadline - time.monotonic() == pytest.approx(exp - time.time(), abs=2)
+        exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+        entries = stack.pipeline.cache._entries  # a TLRUCache on the wall clock
+        # Not gone after cache_ttl (1 s) nor a second before exp; gone at exp.
+        assert entries.expire(time.time() + 2) == []
+        assert entries.expire(exp - 1) == []
+        assert [key for key, _ in entries.expire(exp)] == [token_key(token)]
         for _ in range(10):
             await stack.authenticate(ring.mint())
-        assert len(stack.cache) == 3
+        assert len(stack.pipeline.cache) == 3
 
 
 async def test_failed_verification_is_not_cached(
@@ -763,7 +794,7 @@ async def test_failed_verification_is_not_cached(
     token = _tampered(ring)
     for _ in range(2):
         assert_error(await client.get("/me", headers=bearer(token)), 401, "INVALID_TOKEN")
-    assert len(jwt_stack.cache) == 0
+    assert len(jwt_stack.pipeline.cache) == 0
 
 
 # --- the full profile --------------------------------------------------------------------------
@@ -804,9 +835,14 @@ async def test_full_profile_sees_a_deleted_user(
 async def test_full_profile_applies_the_policy_first(
     client: httpx.AsyncClient, ring: KeyRing, mock_api: respx.MockRouter
 ) -> None:
-    route = mock_api.get(USERS_ME).respond(200, json=user_body())
-    response = await client.get("/full", headers=bearer(ring.mint("anonymous")))
-    assert_error(response, 403, "ANONYMOUS_USER_NOT_ALLOWED")
+    payload = claims_for("anonymous")
+    profile = user_body(id=payload["sub"], is_anonymous=True, is_restricted=True)
+    route = mock_api.get(USERS_ME).respond(200, json=profile)
+    token = sign_jwt(ring.signer("anonymous"), payload)
+    assert_error(
+        await client.get("/full", headers=bearer(token)), 403, "ANONYMOUS_USER_NOT_ALLOWED"
+    )
+    # The token already shows a user this route does not let in: Stack is not asked.
     assert route.call_count == 0
 
 
@@ -874,7 +910,7 @@ def test_jwt_mode_needs_no_server_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert stack.settings.verify == "jwt"
     assert stack.settings.secret_server_key is None
     assert stack.settings.jwt_leeway == 2.5
-    assert isinstance(stack.verifier, JwtVerifier)
+    assert isinstance(stack.pipeline.verifier, JwtVerifier)
     assert stack.jwks is not None
 
 
@@ -882,14 +918,16 @@ def test_remote_mode_is_the_default_and_needs_the_server_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("STACK_PROJECT_ID", PROJECT_ID)
+    stack = StackAuth()  # settings are read at first use (or when the app starts)
     with pytest.raises(StackAuthConfigError) as info:
-        StackAuth()
+        _ = stack.settings
     assert "STACK_SECRET_SERVER_KEY is required but not set" in str(info.value)
     assert "STACK_VERIFY=remote" in str(info.value)
     monkeypatch.setenv("STACK_SECRET_SERVER_KEY", SECRET_KEY)
     stack = StackAuth()
     assert stack.settings.verify == "remote"
-    assert stack.jwks is None
+    # Remote mode loads the JWKS too (to spare Stack forged tokens), but Stack decides.
+    assert not isinstance(stack.pipeline.verifier, JwtVerifier)
 
 
 @pytest.mark.parametrize(
@@ -902,8 +940,9 @@ def test_invalid_jwt_settings_name_the_variable(
     monkeypatch.setenv("STACK_PROJECT_ID", PROJECT_ID)
     monkeypatch.setenv("STACK_SECRET_SERVER_KEY", SECRET_KEY)
     monkeypatch.setenv(variable, value)
+    stack = StackAuth()  # settings are read at first use (or when the app starts)
     with pytest.raises(StackAuthConfigError) as info:
-        StackAuth()
+        _ = stack.settings
     assert f"{variable} is invalid" in str(info.value)
     assert "STACK_SECRET_SERVER_KEY is required" not in str(info.value)
 
@@ -941,4 +980,48 @@ async def test_jwt_mode_against_a_real_loopback_jwks_server(
                 # A token whose iss names another Stack than the one we verify against.
                 other = sign_jwt(ring.signer(), claims_for(api_url=API_URL))
                 assert_error(await c.get("/me", headers=bearer(other)), 401, "INVALID_TOKEN")
+    assert served.calls == 1
+
+
+async def test_short_key_coordinates_over_a_real_loopback_jwks_server(
+    stack_settings: dict[str, Any], ring: KeyRing
+) -> None:
+    """Stack drops a coordinate's leading zero bytes (issue 9.1): about 1 key in 128 has an
+    ``x`` or ``y`` of 42 base64url characters, and tokens it signs must verify."""
+    short = SigningKey.generate_short()
+    ring.keys["normal"].insert(0, short)
+    published = short.public_jwk(minimal=True)
+    assert 42 in (len(published["x"]), len(published["y"]))
+    # Refused, and skipped while the rest of the set stays in use: a coordinate of 33 bytes
+    # (one zero byte too many) and a point that is not on P-256.
+    overlong_key, off_curve_key = SigningKey.generate(), SigningKey.generate()
+    numbers = overlong_key.private.public_key().public_numbers()
+    overlong = {**overlong_key.public_jwk(), "x": b64url(numbers.x.to_bytes(33, "big"))}
+    assert len(overlong["x"]) == 44
+    numbers = off_curve_key.private.public_key().public_numbers()
+    with pytest.raises(ValueError, match="curve"):
+        ec.EllipticCurvePublicNumbers(numbers.x, numbers.y ^ 1, ec.SECP256R1()).public_key()
+    off_curve = {**off_curve_key.public_jwk(), "y": b64url((numbers.y ^ 1).to_bytes(32, "big"))}
+
+    def respond(_request: httpx.Request) -> httpx.Response:
+        keys = [*ring.jwks(minimal=True)["keys"], overlong, off_curve]
+        return httpx.Response(200, json={"keys": keys}, headers={"cache-control": "max-age=600"})
+
+    served = JwksEndpoint(ring, respond=respond)
+    with serve_in_thread(jwks_app(served)) as url:
+        settings = {**stack_settings, "api_url": url, "verify": "jwt"}
+        async with StackAuth(**settings) as stack:
+            assert stack.jwks is not None
+            assert short.kid in stack.jwks.kids
+            assert len(stack.jwks.kids) == 7  # the ring's six and the short one
+            transport = httpx.ASGITransport(app=build_app(stack))
+            async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as c:
+                for signer in (short, ring.keys["normal"][1]):
+                    token = sign_jwt(signer, claims_for(api_url=url))
+                    response = await c.get("/me", headers=bearer(token))
+                    assert response.status_code == 200, response.text
+                    assert response.json()["id"] == unverified_sub(token)
+                for refused in (overlong_key, off_curve_key):
+                    token = sign_jwt(refused, claims_for(api_url=url))
+                    assert_error(await c.get("/me", headers=bearer(token)), 401, "INVALID_TOKEN")
     assert served.calls == 1
