@@ -130,9 +130,10 @@ def test_seed_file(tmp_path: Path) -> None:
         "email_not_verified",
         "anonymous",
     ]
-    path.write_text(json.dumps({"projects": [{"id": "p", "secret_server_keys": [], "x": 1}]}))
-    with pytest.raises(ValidationError):
-        Seed.from_file(path)
+    for bad in ({"x": 1}, {"config": {"sign_up_enabled": False, "x": 1}}):
+        path.write_text(json.dumps({"projects": [{"id": "p", "secret_server_keys": ["k"], **bad}]}))
+        with pytest.raises(ValidationError):
+            Seed.from_file(path)
 
 
 def test_real_settings_are_detected(tmp_path: Path) -> None:

@@ -31,48 +31,36 @@ _API_PREFIXES = ("/api/v1", "/api/latest")
 _ALLOWED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _PREFIXES = ("x-stack", "x-hexclave")
 #: What server and admin access send: never allowed from a browser.
-_SECRET_HEADERS = tuple(
+_SECRET_HEADERS = [
     f"{prefix}-{name}"
     for name in ("secret-server-key", "super-secret-admin-key", "admin-access-token")
     for prefix in _PREFIXES
-)
-_CORS_REQUEST_HEADERS = [
-    "content-type",
-    "authorization",
-    "ngrok-skip-browser-warning",
-    *(
-        f"{prefix}-{name}"
-        for name in (
-            "project-id",
-            "branch-id",
-            "override-error-status",
-            "random-nonce",
-            "client-version",
-            "disable-artificial-development-delay",
-            "access-type",
-            "publishable-client-key",
-            "refresh-token",
-            "access-token",
-            "allow-anonymous-user",
-        )
-        for prefix in _PREFIXES
-    ),
+]
+_CORS_REQUEST_HEADERS = ["content-type", "authorization", "ngrok-skip-browser-warning"] + [
+    f"{prefix}-{name}"
+    for name in [
+        "project-id",
+        "branch-id",
+        "override-error-status",
+        "random-nonce",
+        "client-version",
+        "disable-artificial-development-delay",
+        "access-type",
+        "publishable-client-key",
+        "refresh-token",
+        "access-token",
+        "allow-anonymous-user",
+    ]
+    for prefix in _PREFIXES
+]
+_CORS_EXPOSED_HEADERS = ["content-type", "location", EMULATOR_HEADER] + [
+    f"{prefix}-{name}" for prefix in _PREFIXES for name in ("actual-status", "known-error")
 ]
 _CORS_HEADERS = {
     "access-control-allow-methods": ", ".join(_ALLOWED_METHODS),
     "access-control-max-age": "86400",
     "access-control-allow-headers": ", ".join(_CORS_REQUEST_HEADERS),
-    "access-control-expose-headers": ", ".join(
-        [
-            "content-type",
-            "location",
-            "x-stack-actual-status",
-            "x-stack-known-error",
-            "x-hexclave-actual-status",
-            "x-hexclave-known-error",
-            EMULATOR_HEADER,
-        ]
-    ),
+    "access-control-expose-headers": ", ".join(_CORS_EXPOSED_HEADERS),
 }
 _JSON = "application/json; charset=utf-8"
 _TEXT = "text/plain; charset=utf-8"
@@ -119,15 +107,13 @@ class EmulatorApp:
 
     def cors_origin(self, request: Request) -> str | None:
         """The origin to allow: a loopback or listed one, never for server or admin access."""
-        origin = request.headers.get("origin", "")
-        headers = request.headers
+        headers, origin = request.headers, request.headers.get("origin", "")
         if any(headers.get(f"{p}-access-type", "client") != "client" for p in _PREFIXES) or any(
             name in headers for name in _SECRET_HEADERS
         ):
             return None
-        if _loopback_origin(origin) or origin.rstrip("/").lower() in self.backend.cors_origins:
-            return origin
-        return None
+        listed = origin.rstrip("/").lower() in self.backend.cors_origins
+        return origin if listed or _loopback_origin(origin) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -13,7 +14,6 @@ from ._store import (
     DEFAULT_ACCESS_TOKEN_TTL,
     Backend,
     Project,
-    ProjectConfig,
     User,
     hash_password,
     new_id,
@@ -86,33 +86,16 @@ class Emulator(Backend):
                 self._load_project(seed_project)
 
     def _load_project(self, seed: SeedProject) -> None:
-        c = seed.config
         self.projects[seed.id] = Project(
             id=seed.id,
             display_name=seed.display_name,
             publishable_client_keys=list(seed.publishable_client_keys),
             secret_server_keys=list(seed.secret_server_keys),
             super_secret_admin_keys=list(seed.super_secret_admin_keys),
-            # The seed's config names the same fields as the store's: copy them all.
-            config=ProjectConfig(
-                **{**c.model_dump(), "enabled_oauth_providers": list(c.enabled_oauth_providers)}
-            ),
+            config=copy.deepcopy(seed.config),
         )
-        for user in seed.users:
-            self.create_user(
-                project_id=seed.id,
-                user_id=user.id,
-                email=user.email,
-                password=user.password,
-                display_name=user.display_name,
-                email_verified=user.email_verified,
-                anonymous=user.anonymous,
-                restricted_by_admin=user.restricted_by_admin,
-                restricted_by_admin_reason=user.restricted_by_admin_reason,
-                client_metadata=user.client_metadata,
-                client_read_only_metadata=user.client_read_only_metadata,
-                server_metadata=user.server_metadata,
-            )
+        for user in seed.users:  # a seed user's fields are create_user's arguments
+            self.create_user(project_id=seed.id, user_id=user.id, **user.model_dump(exclude={"id"}))
 
     # --- the default project ---------------------------------------------------------------
 

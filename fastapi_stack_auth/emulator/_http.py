@@ -210,37 +210,33 @@ def f_json(value: Any) -> str | None:
     return None
 
 
+def _nullable(nullable: bool, check: FieldCheck) -> FieldCheck:
+    """``check`` behind the null rule: ``None`` passes only when ``nullable``."""
+    return lambda value: (
+        (None if nullable else "must not be null") if value is None else check(value)
+    )
+
+
 def f_str(*, max_len: int | None = None, nullable: bool = False) -> FieldCheck:
     def check(value: Any) -> str | None:
-        if value is None:
-            return None if nullable else "must not be null"
         if not isinstance(value, str):
             return "must be a string"
-        if max_len is not None and len(value) > max_len:
-            return f"must be at most {max_len} characters"
-        return None
+        too_long = max_len is not None and len(value) > max_len
+        return f"must be at most {max_len} characters" if too_long else None
 
-    return check
+    return _nullable(nullable, check)
 
 
 def f_email(*, nullable: bool = False) -> FieldCheck:
     def check(value: Any) -> str | None:
-        if value is None:
-            return None if nullable else "must not be null"
-        if not isinstance(value, str) or _EMAIL.fullmatch(value) is None:
-            return "must be a valid email"
-        return None
+        valid = isinstance(value, str) and _EMAIL.fullmatch(value) is not None
+        return None if valid else "must be a valid email"
 
-    return check
+    return _nullable(nullable, check)
 
 
 def f_uuid(*, nullable: bool = False) -> FieldCheck:
-    def check(value: Any) -> str | None:
-        if value is None:
-            return None if nullable else "must not be null"
-        return None if is_uuid(value) else "must be a valid UUID"
-
-    return check
+    return _nullable(nullable, lambda value: None if is_uuid(value) else "must be a valid UUID")
 
 
 def f_int(*, minimum: int | None = None, maximum: int | None = None) -> FieldCheck:
@@ -275,52 +271,39 @@ def q_one_of(*choices: str) -> Callable[[str], str | None]:
     return check
 
 
-class Check:
-    """Collects schema problems of one request and raises one ``SCHEMA_ERROR`` for all."""
-
-    def __init__(self, ctx: Ctx) -> None:
-        self.ctx = ctx
-        self.problems: list[str] = []
-
-    def query(self, allowed: Mapping[str, Callable[[str], str | None]]) -> None:
-        unknown = [name for name in self.ctx.query if name not in allowed]
+def validate(
+    ctx: Ctx,
+    query: Mapping[str, Callable[[str], str | None]] | None = None,
+    *,
+    body: Mapping[str, FieldCheck] | None = None,
+    required: Iterable[str] = (),
+    uuid_param: str | None = None,
+    problems: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Check the query (none unless given), a path parameter, and a JSON object body (none
+    unless given); one ``SCHEMA_ERROR`` lists every problem. Returns the body (``{}`` if none)."""
+    found: list[str] = []
+    allowed = query or {}
+    unknown = [name for name in ctx.query if name not in allowed]
+    if unknown:
+        found.append(f"query contains unknown properties: {', '.join(unknown)}")
+    for name, check in allowed.items():
+        if name in ctx.query and (problem := check(ctx.query[name])):
+            found.append(f"query.{name} {problem}")
+    if uuid_param is not None and not is_uuid(ctx.params[uuid_param]):
+        found.append(f"params.{uuid_param} must be a valid UUID")
+    value: dict[str, Any] = ctx.body if isinstance(ctx.body, dict) else {}
+    if body is not None and not isinstance(ctx.body, dict):
+        found.append("body must be a JSON object")
+    elif body is not None:
+        unknown = [name for name in value if name not in body]
         if unknown:
-            self.problems.append(f"query contains unknown properties: {', '.join(unknown)}")
-        for name, check in allowed.items():
-            if name in self.ctx.query:
-                problem = check(self.ctx.query[name])
-                if problem:
-                    self.problems.append(f"query.{name} {problem}")
-
-    def param_uuid(self, name: str, *, allow_me: bool = False) -> None:
-        value = self.ctx.params[name]
-        if not (is_uuid(value) or (allow_me and value == "me")):
-            self.problems.append(f"params.{name} must be a valid UUID")
-
-    def body(
-        self, fields: Mapping[str, FieldCheck], *, required: Iterable[str] = ()
-    ) -> dict[str, Any]:
-        """Check a JSON object body; returns it (``{}`` when it is not an object)."""
-        body = self.ctx.body
-        if not isinstance(body, dict):
-            self.problems.append("body must be a JSON object")
-            return {}
-        unknown = [name for name in body if name not in fields]
-        if unknown:
-            self.problems.append(f"body contains unknown properties: {', '.join(unknown)}")
-        for name in required:
-            if name not in body:
-                self.problems.append(f"body.{name} is a required field")
-        for name, check in fields.items():
-            if name in body:
-                problem = check(body[name])
-                if problem:
-                    self.problems.append(f"body.{name} {problem}")
-        return body
-
-    def add(self, problem: str) -> None:
-        self.problems.append(problem)
-
-    def done(self) -> None:
-        if self.problems:
-            raise err.schema_error(self.ctx.method, self.ctx.path, self.problems)
+            found.append(f"body contains unknown properties: {', '.join(unknown)}")
+        found += [f"body.{name} is a required field" for name in required if name not in value]
+        for name, check_field in body.items():
+            if name in value and (problem := check_field(value[name])):
+                found.append(f"body.{name} {problem}")
+    found += problems
+    if found:
+        raise err.schema_error(ctx.method, ctx.path, found)
+    return value

@@ -17,7 +17,6 @@ from ._http import (
     PUBLIC_CLIENT_SENTINEL,
     SERVER_AND_UP,
     Auth,
-    Check,
     Ctx,
     FieldCheck,
     Reply,
@@ -33,6 +32,7 @@ from ._http import (
     q_one_of,
     q_positive_int,
     q_uuid,
+    validate,
 )
 from ._store import DEFAULT_SESSION_MILLIS, Project, User, check_password, hash_password, new_id
 from ._views import project_json, user_json
@@ -202,8 +202,8 @@ def _apply_user_fields(project: Project, user: User, body: dict[str, Any], now: 
         user.signed_up_at_millis = now
 
 
-def _user_or_404(project: Project, user_id: str) -> User:
-    user = project.users.get(user_id)
+def _user_or_404(ctx: Ctx, project: Project) -> User:
+    user = project.users.get(ctx.params["user_id"])
     if user is None:
         raise err.user_not_found()
     return user
@@ -219,20 +219,14 @@ def _me(auth: Auth) -> User:
 
 
 def get_me(ctx: Ctx) -> Reply:
-    check = Check(ctx)
-    check.query({})
-    check.done()
+    validate(ctx)
     auth = ctx.need_auth
     return Reply(body=user_json(_me(auth), auth.project, server=auth.server))
 
 
 def patch_me(ctx: Ctx) -> Reply:
     auth = ctx.need_auth
-    check = Check(ctx)
-    check.query({})
-    fields = SERVER_UPDATE_FIELDS if auth.server else CLIENT_UPDATE_FIELDS
-    body = check.body(fields)
-    check.done()
+    body = validate(ctx, body=SERVER_UPDATE_FIELDS if auth.server else CLIENT_UPDATE_FIELDS)
     user = _me(auth)
     _check_user_fields(ctx, body, user)
     _apply_user_fields(auth.project, user, body, ctx.backend.now_millis())
@@ -240,10 +234,8 @@ def patch_me(ctx: Ctx) -> Reply:
 
 
 def delete_me(ctx: Ctx) -> Reply:
+    validate(ctx)
     auth = ctx.need_auth
-    check = Check(ctx)
-    check.query({})
-    check.done()
     user = _me(auth)
     if not auth.server and not auth.project.config.client_user_deletion_enabled:
         raise PlainError(400, "Client user deletion is disabled for this project.")
@@ -265,10 +257,8 @@ _LIST_QUERY = {
 
 
 def list_users(ctx: Ctx) -> Reply:
+    validate(ctx, _LIST_QUERY)
     auth = ctx.need_auth
-    check = Check(ctx)
-    check.query(_LIST_QUERY)
-    check.done()
     q = ctx.query
     include_anonymous = q.get("include_anonymous") == "true"
     include_restricted = include_anonymous or q.get("include_restricted") == "true"
@@ -316,10 +306,7 @@ def list_users(ctx: Ctx) -> Reply:
 
 def create_user(ctx: Ctx) -> Reply:
     auth = ctx.need_auth
-    check = Check(ctx)
-    check.query({})
-    body = check.body(SERVER_CREATE_FIELDS)
-    check.done()
+    body = validate(ctx, body=SERVER_CREATE_FIELDS)
     _check_user_fields(ctx, body, None)
     project = auth.project
     now = ctx.backend.now_millis()
@@ -330,39 +317,25 @@ def create_user(ctx: Ctx) -> Reply:
     return Reply(status=201, body=user_json(user, project, server=True))
 
 
-def _user_path(ctx: Ctx, query: dict[str, Any] | None = None) -> tuple[Project, User]:
-    auth = ctx.need_auth
-    check = Check(ctx)
-    check.query(query or {})
-    check.param_uuid("user_id")
-    return auth.project, _defer_user(check, auth.project, ctx.params["user_id"])
-
-
-def _defer_user(check: Check, project: Project, user_id: str) -> User:
-    check.done()
-    return _user_or_404(project, user_id)
-
-
 def get_user(ctx: Ctx) -> Reply:
-    project, user = _user_path(ctx)
-    return Reply(body=user_json(user, project, server=True))
+    validate(ctx, uuid_param="user_id")
+    project = ctx.need_auth.project
+    return Reply(body=user_json(_user_or_404(ctx, project), project, server=True))
 
 
 def patch_user(ctx: Ctx) -> Reply:
-    auth = ctx.need_auth
-    check = Check(ctx)
-    check.query({})
-    check.param_uuid("user_id")
-    body = check.body(SERVER_UPDATE_FIELDS)
-    user = _defer_user(check, auth.project, ctx.params["user_id"])
+    body = validate(ctx, body=SERVER_UPDATE_FIELDS, uuid_param="user_id")
+    project = ctx.need_auth.project
+    user = _user_or_404(ctx, project)
     _check_user_fields(ctx, body, user)
-    _apply_user_fields(auth.project, user, body, ctx.backend.now_millis())
-    return Reply(body=user_json(user, auth.project, server=True))
+    _apply_user_fields(project, user, body, ctx.backend.now_millis())
+    return Reply(body=user_json(user, project, server=True))
 
 
 def delete_user(ctx: Ctx) -> Reply:
-    project, user = _user_path(ctx)
-    project.delete_user(user.id)
+    validate(ctx, uuid_param="user_id")
+    project = ctx.need_auth.project
+    project.delete_user(_user_or_404(ctx, project).id)
     return Reply(body={"success": True})
 
 
@@ -370,16 +343,12 @@ def delete_user(ctx: Ctx) -> Reply:
 
 
 def current_project(ctx: Ctx) -> Reply:
-    check = Check(ctx)
-    check.query({})
-    check.done()
+    validate(ctx)
     return Reply(body=project_json(ctx.need_auth.project))
 
 
 def jwks(ctx: Ctx) -> Reply:
-    check = Check(ctx)
-    check.query({"include_restricted": q_bool, "include_anonymous": q_bool})
-    check.done()
+    validate(ctx, {"include_restricted": q_bool, "include_anonymous": q_bool})
     project_id = ctx.params["project_id"]
     if project_id not in ctx.backend.projects:
         raise PlainError(404, "Project not found")
@@ -421,10 +390,7 @@ _SIGN_UP_FIELDS: dict[str, FieldCheck] = {
 
 def password_sign_up(ctx: Ctx) -> Reply:
     auth = ctx.need_auth
-    check = Check(ctx)
-    check.query({})
-    body = check.body(_SIGN_UP_FIELDS, required=("email", "password"))
-    check.done()
+    body = validate(ctx, body=_SIGN_UP_FIELDS, required=("email", "password"))
     project = auth.project
     if not project.config.credential_enabled:
         raise err.password_authentication_not_enabled()
@@ -451,10 +417,8 @@ def password_sign_up(ctx: Ctx) -> Reply:
 
 def password_sign_in(ctx: Ctx) -> Reply:
     auth = ctx.need_auth
-    check = Check(ctx)
-    check.query({})
-    body = check.body({"email": f_email(), "password": f_str()}, required=("email", "password"))
-    check.done()
+    fields = {"email": f_email(), "password": f_str()}
+    body = validate(ctx, body=fields, required=("email", "password"))
     project = auth.project
     if not project.config.credential_enabled:
         raise err.password_authentication_not_enabled()
@@ -472,10 +436,8 @@ def password_sign_in(ctx: Ctx) -> Reply:
 
 
 def anonymous_sign_up(ctx: Ctx) -> Reply:
+    validate(ctx)
     auth = ctx.need_auth
-    check = Check(ctx)
-    check.query({})
-    check.done()
     now = ctx.backend.now_millis()
     user = auth.project.add_user(
         User(id=new_id(), signed_up_at_millis=now, last_active_at_millis=now, is_anonymous=True)
@@ -485,17 +447,12 @@ def anonymous_sign_up(ctx: Ctx) -> Reply:
 
 def create_session(ctx: Ctx) -> Reply:
     auth = ctx.need_auth
-    check = Check(ctx)
-    check.query({})
-    body = check.body(
-        {
-            "user_id": lambda v: None if v == "me" else f_uuid()(v),
-            "expires_in_millis": f_int(minimum=1, maximum=MAX_SESSION_MILLIS),
-            "is_impersonation": f_bool,
-        },
-        required=("user_id",),
-    )
-    check.done()
+    fields: dict[str, FieldCheck] = {
+        "user_id": lambda v: None if v == "me" else f_uuid()(v),
+        "expires_in_millis": f_int(minimum=1, maximum=MAX_SESSION_MILLIS),
+        "is_impersonation": f_bool,
+    }
+    body = validate(ctx, body=fields, required=("user_id",))
     project = auth.project
     if body["user_id"] == "me":
         user_id = _me(auth).id
@@ -515,13 +472,9 @@ def create_session(ctx: Ctx) -> Reply:
 
 def refresh_current_session(ctx: Ctx) -> Reply:
     auth = ctx.need_auth
-    check = Check(ctx)
-    check.query({})
-    refresh_token = ctx.header("refresh-token")
-    if not refresh_token:
-        check.add("headers.x-stack-refresh-token is a required field")
-    check.done()
-    assert refresh_token is not None
+    refresh_token = ctx.header("refresh-token") or ""
+    missing = [] if refresh_token else ["headers.x-stack-refresh-token is a required field"]
+    validate(ctx, problems=missing)
     session = auth.project.session_by_refresh_token(refresh_token, ctx.backend.now_millis())
     if session is None:
         raise err.refresh_token_not_found_or_expired()
@@ -531,10 +484,8 @@ def refresh_current_session(ctx: Ctx) -> Reply:
 
 
 def sign_out(ctx: Ctx) -> Reply:
+    validate(ctx)
     auth = ctx.need_auth
-    check = Check(ctx)
-    check.query({})
-    check.done()
     if auth.token is None:
         raise err.access_token_expired(None, None, None, None)
     session_id = auth.token.refresh_token_id

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from ._store import ProjectConfig
+
 #: Fixed development values of the default seed, so ``make run`` prints the same project keys
 #: each time. They are public: never use them for anything but the emulator. (The signing keys
 #: are random per process unless ``Emulator(key_seed=...)`` / ``--key-seed`` fixes them.)
@@ -41,20 +43,8 @@ class SeedUser(_SeedModel):
     server_metadata: JsonValue = None
 
 
-class SeedProjectConfig(_SeedModel):
-    """Project settings the emulator acts on; the names follow ``/projects/current``."""
-
-    sign_up_enabled: bool = True
-    credential_enabled: bool = True
-    magic_link_enabled: bool = False
-    passkey_enabled: bool = False
-    client_team_creation_enabled: bool = False
-    client_user_deletion_enabled: bool = False
-    allow_user_api_keys: bool = False
-    allow_team_api_keys: bool = False
-    enabled_oauth_providers: tuple[str, ...] = ()
-    require_email_verification: bool = False
-    require_publishable_client_key: bool = False
+#: A project's settings in a seed: the store's own ``ProjectConfig`` (unknown names refused).
+SeedProjectConfig = ProjectConfig
 
 
 class SeedProject(_SeedModel):
@@ -65,7 +55,7 @@ class SeedProject(_SeedModel):
     publishable_client_keys: tuple[str, ...] = ()
     secret_server_keys: tuple[str, ...] = Field(min_length=1)
     super_secret_admin_keys: tuple[str, ...] = ()
-    config: SeedProjectConfig = SeedProjectConfig()
+    config: ProjectConfig = Field(default_factory=ProjectConfig)
     users: tuple[SeedUser, ...] = ()
 
 

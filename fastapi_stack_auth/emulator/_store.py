@@ -72,7 +72,7 @@ def check_password(password: str, stored: str | None) -> bool:
 
 @dataclass
 class ProjectConfig:
-    """The part of a project's configuration the emulator acts on (and reports)."""
+    """The part of a project's configuration the emulator acts on and reports (seeds set it)."""
 
     sign_up_enabled: bool = True
     credential_enabled: bool = True
