@@ -1,24 +1,10 @@
-"""The shared cache tier: verified identities in Redis, for many workers and machines.
+"""The shared cache tier: what Stack verified, in Redis, under the in-process ``TokenCache``.
 
-It sits under the in-process ``TokenCache``, on its miss path only: a token that is not cached
-in this process is looked up here (inside the single-flight load, so concurrent requests for
-one token make one lookup), and what the verifier answers is written here for the others.
-
-- Key: ``fastapi-stack-auth:v1:<project id>:<kind>:<hex SHA-256 of the token>``, where kind
-  is ``remote`` (identities verified by Stack Auth) or ``profile`` (full profiles fetched for
-  JWT mode's ``fetch_user``); the token itself is never stored, in a key or a value.
-- Value: an HMAC-SHA256 tag, then JSON of what was verified (claims, user, snapshot flag) and
-  until when it may be trusted. The tag's key is derived from the secret server key, so an
-  entry written by anyone without that key (or with an old one) is ignored, never trusted.
-- TTL: the in-process cache's TTL, never past the token's ``exp``, in whole seconds rounded
-  down; an entry with less than a second to live is not written.
-- Faults: every call is bounded by ``cache_timeout``; a failure or a timeout makes the tier
-  skip Redis for ``retry_interval`` seconds (then one call probes it again). The outage is
-  logged once as a warning and the recovery once as info, with host and port only. No request
-  ever fails because of Redis: it goes on with the in-process cache and Stack Auth.
-
-``redis`` is imported only when a ``RedisTier`` is built: the library works without the
-``[redis]`` extra as long as ``STACK_CACHE_URL`` is not set.
+Keys are ``fastapi-stack-auth:v1:<project id>:<remote|profile>:<hex SHA-256 of the token>``;
+values an HMAC-SHA256 tag keyed from the secret server key (entries with a wrong tag are
+ignored), then JSON of the value and until when it may be trusted: ``cache_ttl`` after Stack
+verified it, never past ``exp``. No request fails because of Redis; logs name host and port
+only. ``redis`` is imported only when ``STACK_CACHE_URL`` is set.
 """
 
 from __future__ import annotations
@@ -31,7 +17,7 @@ import math
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -49,10 +35,14 @@ T = TypeVar("T")
 
 #: Bumped when the value format changes, so old and new workers never read each other's.
 KEY_PREFIX = "fastapi-stack-auth:v1"
-#: Seconds Redis is skipped after a failure before one call tries it again.
+#: Seconds Redis is left out after a failure before one call tries it again.
 RETRY_INTERVAL = 5.0
 _TAG_SIZE = hashlib.sha256().digest_size
 _MAC_CONTEXT = b"fastapi-stack-auth shared cache v1\x00"
+
+
+async def _wait_for(timeout: float, call: Awaitable[T]) -> T:  # Python 3.10's way
+    return await asyncio.wait_for(call, timeout)
 
 
 if sys.version_info >= (3, 11):
@@ -63,36 +53,13 @@ if sys.version_info >= (3, 11):
             return await call
 
 else:  # pragma: no cover - Python 3.10
-
-    async def _within(timeout: float, call: Awaitable[T]) -> T:
-        return await asyncio.wait_for(call, timeout)
+    _within = _wait_for
 
 
-class SharedTier(Protocol):
-    """A key-value store shared by workers: what ``SharedCache`` needs from Redis.
-
-    Implementations may raise (and block) freely: ``GuardedTier`` bounds and absorbs it.
-    """
-
-    async def open(self) -> None:
-        """Connect, or check the connection."""
-        ...
-
-    async def get(self, key: bytes) -> bytes | None:
-        """The value stored under ``key``, or ``None``."""
-        ...
-
-    async def set(self, key: bytes, value: bytes, ttl_seconds: int) -> None:
-        """Store ``value`` under ``key`` for ``ttl_seconds`` (at least 1)."""
-        ...
-
-    async def aclose(self) -> None:
-        """Close the connections (idempotent)."""
-        ...
-
-
-class RedisTier:
-    """A ``SharedTier`` on ``redis.asyncio``: one connection pool, no retries, short timeouts."""
+class GuardedTier:
+    """Redis that never raises and never stalls a request: each call is bounded by ``timeout``;
+    after a failure, calls are skipped (``get`` answers ``None``) for ``retry_interval`` seconds,
+    then one probes again. An outage is logged once (warning), its end once (info)."""
 
     def __init__(self, url: str, *, timeout: float) -> None:
         try:
@@ -102,106 +69,53 @@ class RedisTier:
                 "STACK_CACHE_URL is set but the redis package is not installed: "
                 "pip install 'fastapi-stack-auth[redis]'"
             ) from None
-        where = redis_location(url)
-        if where is None:
-            raise StackAuthConfigError("STACK_CACHE_URL is invalid: not a Redis URL")
-        #: Host and port (or socket path): what log lines may say about this Redis.
-        self.where = where
+        #: Host and port (or socket path; the settings checked the URL): all a log may say.
+        self.where = redis_location(url) or "?"
         self._url = url  # may hold a password: never logged, never in a repr
-        self._timeout = timeout
-        self._client: Redis | None = None
-
-    def __repr__(self) -> str:
-        return f"RedisTier({self.where!r})"
-
-    async def open(self) -> None:
-        if self._client is None:
-            from redis.asyncio import Redis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-
-            self._client = Redis.from_url(
-                self._url,
-                socket_timeout=self._timeout,
-                socket_connect_timeout=self._timeout,
-                # A retry would only stretch a request past the timeout: the next request
-                # tries again, after the circuit breaker's pause.
-                retry=Retry(NoBackoff(), 0),
-                client_name="fastapi-stack-auth",
-            )
-        await self._client.ping()
-
-    async def get(self, key: bytes) -> bytes | None:
-        client = self._client
-        if client is None:
-            return None
-        value = await client.get(key)
-        return value.encode() if isinstance(value, str) else value  # bytes unless decoding
-
-    async def set(self, key: bytes, value: bytes, ttl_seconds: int) -> None:
-        client = self._client
-        if client is not None:
-            await client.set(key, value, ex=ttl_seconds)
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-
-
-class GuardedTier:
-    """A ``SharedTier`` wrapper that never raises and never stalls a request.
-
-    Each call is bounded by ``timeout``. After a failure, calls are skipped (``get`` answers
-    ``None``, ``set`` does nothing) for ``retry_interval`` seconds, then one call probes the
-    tier again. An outage is logged once (warning), its end once (info); log lines name the
-    tier's location and the kind of failure only.
-    """
-
-    def __init__(
-        self,
-        tier: SharedTier,
-        *,
-        where: str,
-        timeout: float,
-        retry_interval: float = RETRY_INTERVAL,
-        timer: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.tier = tier
-        self.where = where
         self.timeout = timeout
-        self.retry_interval = retry_interval
-        self._timer = timer
-        self._started = False
+        self.retry_interval = RETRY_INTERVAL
+        self.timer: Callable[[], float] = time.monotonic  # for the retry interval
+        self._client: Redis | None = None  # from start() to aclose()
         self._down = False
         self._skip_until = 0.0  # on ``timer``; 0: no pause
-        # Bumped by each failure: only a call that started after the last failure may declare
-        # the outage over (one that was already in flight proves nothing).
-        self._epoch = 0
+        self._epoch = 0  # bumped by each failure: only a later call may end the outage
 
     def __repr__(self) -> str:
         return f"GuardedTier({self.where!r}, {'down' if self._down else 'up'})"
 
     @property
     def available(self) -> bool:
-        """Started and not in an outage (as far as the last call knows)."""
-        return self._started and not self._down
+        """Started, and the last call worked."""
+        return self._client is not None and not self._down
 
     async def start(self) -> None:
-        """Connect; a failure is logged (once, as the start of an outage), never raised."""
-        self._started = True
+        """Connect (one connection pool, no retries); a failure is logged, never raised."""
+        from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self._down, self._skip_until = False, 0.0
         try:
-            await _within(self.timeout, self.tier.open())
+            if self._client is None:
+                self._client = Redis.from_url(
+                    self._url,
+                    socket_timeout=self.timeout,
+                    socket_connect_timeout=self.timeout,
+                    retry=Retry(NoBackoff(), 0),  # a retry would only stretch the request
+                    client_name="fastapi-stack-auth",
+                )
+            await _within(self.timeout, self._client.ping())
         except Exception as exc:
-            self._failed(exc, "at startup")
+            self._failed(exc, " at startup")
         else:
             logger.info("The shared token cache (Redis at %s) is connected", self.where)
 
     async def aclose(self) -> None:
-        """Close the tier's connections (a failure to close is logged, not raised)."""
-        self._started = False
+        """Close the connections (a failure to close is logged, not raised)."""
+        client, self._client = self._client, None
         try:
-            await self.tier.aclose()
+            if client is not None:
+                await client.aclose()
         except Exception as exc:
             logger.warning(
                 "Closing the shared token cache (Redis at %s) failed (%s)",
@@ -210,75 +124,49 @@ class GuardedTier:
             )
 
     async def get(self, key: bytes) -> bytes | None:
-        """The value under ``key``; ``None`` if there is none or the tier is unavailable."""
-        if not self._ready():
-            return None
-        epoch = self._epoch
-        try:
-            value = await _within(self.timeout, self.tier.get(key))
-        except Exception as exc:
-            self._failed(exc)
-            return None
-        if self._down and epoch == self._epoch:
-            self._recovered()
-        return value
+        """The value under ``key``; ``None`` if there is none or Redis is unavailable."""
+        value = await self._call(lambda client: client.get(key))
+        return value.encode() if isinstance(value, str) else value  # str: decode_responses
 
     async def set(self, key: bytes, value: bytes, ttl_seconds: int) -> None:
-        """Store ``value`` under ``key``, or do nothing if the tier is unavailable."""
-        if not self._ready():
-            return
+        """Store ``value`` under ``key`` for ``ttl_seconds``, unless Redis is unavailable."""
+        await self._call(lambda client: client.set(key, value, ex=ttl_seconds))
+
+    async def _call(self, op: Callable[[Redis], Awaitable[T]]) -> T | None:
+        client = self._client
+        if client is None:
+            return None
+        if self._skip_until:
+            now = self.timer()
+            if now < self._skip_until:
+                return None
+            self._skip_until = now + self.retry_interval  # this call probes, the others skip
         epoch = self._epoch
         try:
-            await _within(self.timeout, self.tier.set(key, value, ttl_seconds))
+            result = await _within(self.timeout, op(client))
         except Exception as exc:
             self._failed(exc)
-            return
+            return None
         if self._down and epoch == self._epoch:
-            self._recovered()
-
-    def _ready(self) -> bool:
-        if not self._started:
-            return False
-        if self._skip_until:
-            now = self._timer()
-            if now < self._skip_until:
-                return False
-            # This call probes; the others keep skipping until it has an answer.
-            self._skip_until = now + self.retry_interval
-        return True
+            self._down, self._skip_until = False, 0.0
+            logger.info("The shared token cache (Redis at %s) is available again", self.where)
+        return result
 
     def _failed(self, exc: Exception, when: str = "") -> None:
         self._epoch += 1
-        self._skip_until = self._timer() + self.retry_interval
-        if self._down:
-            return
-        self._down = True
-        if isinstance(exc, asyncio.TimeoutError):
-            reason = f"no answer within {self.timeout:g} s"
-        else:
-            # The type only: a driver's message is not ours to vouch for.
-            reason = type(exc).__name__
-        logger.warning(
-            "The shared token cache (Redis at %s) is unavailable%s (%s): requests go on with "
-            "the in-process cache and Stack Auth; trying it again every %g s",
-            self.where,
-            f" {when}" if when else "",
-            reason,
-            self.retry_interval,
-        )
-
-    def _recovered(self) -> None:
-        self._down = False
-        self._skip_until = 0.0
-        logger.info("The shared token cache (Redis at %s) is available again", self.where)
-
-
-class Codec(Protocol[V]):
-    """Turns a cached value and its ``until`` (epoch seconds) into bytes and back."""
-
-    def dump(self, value: V, until: float) -> bytes: ...
-
-    def load(self, data: bytes) -> tuple[V, float]: ...
+        self._skip_until = self.timer() + self.retry_interval
+        if not self._down:
+            self._down = True
+            timed_out = isinstance(exc, asyncio.TimeoutError)
+            logger.warning(
+                "The shared token cache (Redis at %s) is unavailable%s (%s): requests go on "
+                "with the in-process cache and Stack Auth; trying it again every %g s",
+                self.where,
+                when,
+                # The type only: a driver's message is not ours to vouch for.
+                f"no answer within {self.timeout:g} s" if timed_out else type(exc).__name__,
+                self.retry_interval,
+            )
 
 
 class _IdentityRecord(BaseModel):
@@ -293,92 +181,80 @@ class _ProfileRecord(BaseModel):
     user: StackUser
 
 
-class IdentityCodec:
-    """``Identity`` as JSON: claims, user (extra fields included) and the snapshot flag."""
-
-    def dump(self, value: Identity, until: float) -> bytes:
-        record = _IdentityRecord(
-            until=until, claims=value.claims, user=value.user, snapshot=value.snapshot
-        )
-        # round_trip: no computed fields (signed_up_at, ...), which would come back as extras.
-        return record.model_dump_json(round_trip=True).encode()
-
-    def load(self, data: bytes) -> tuple[Identity, float]:
-        record = _IdentityRecord.model_validate_json(data)
-        identity = Identity(claims=record.claims, user=record.user, snapshot=record.snapshot)
-        # Never trusted past the token's own expiry, whatever the record says.
-        return identity, min(record.until, float(record.claims.exp))
+# Values as JSON, extra fields included; round_trip=True: computed fields (signed_up_at, ...)
+# would come back as extras.
+def dump_identity(value: Identity, until: float) -> bytes:
+    record = _IdentityRecord(
+        until=until, claims=value.claims, user=value.user, snapshot=value.snapshot
+    )
+    return record.model_dump_json(round_trip=True).encode()
 
 
-class ProfileCodec:
-    """A full ``StackUser`` profile as JSON (JWT mode's ``fetch_user``)."""
+def load_identity(data: bytes) -> tuple[Identity, float]:
+    r = _IdentityRecord.model_validate_json(data)
+    # Never trusted past the token's own expiry, whatever the record says.
+    return Identity(r.claims, r.user, r.snapshot), min(r.until, float(r.claims.exp))
 
-    def dump(self, value: StackUser, until: float) -> bytes:
-        return _ProfileRecord(until=until, user=value).model_dump_json(round_trip=True).encode()
 
-    def load(self, data: bytes) -> tuple[StackUser, float]:
-        record = _ProfileRecord.model_validate_json(data)
-        return record.user, record.until
+def dump_profile(value: StackUser, until: float) -> bytes:
+    return _ProfileRecord(until=until, user=value).model_dump_json(round_trip=True).encode()
+
+
+def load_profile(data: bytes) -> tuple[StackUser, float]:
+    record = _ProfileRecord.model_validate_json(data)
+    return record.user, record.until
 
 
 class SharedCache(Generic[V]):
-    """One kind of cached value in a ``GuardedTier``: keys, signed values and TTLs.
-
-    ``get``/``put`` take the 32-byte token digest the in-process cache uses as its key.
-    Neither raises.
-    """
+    """One kind of value in the tier, by the token digest the in-process cache uses as its key:
+    keys, signed values, TTLs. Neither ``get`` nor ``put`` raises."""
 
     def __init__(
         self,
         tier: GuardedTier,
-        *,
-        project_id: str,
-        kind: str,
-        codec: Codec[V],
+        prefix: str,
         secret: str,
+        codec: tuple[Callable[[V, float], bytes], Callable[[bytes], tuple[V, float]]],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.tier = tier
-        self._prefix = f"{KEY_PREFIX}:{project_id}:{kind}:".encode()
-        self._codec = codec
+        self._prefix = prefix.encode()  # KEY_PREFIX:<project id>:<kind>:
         self._mac_key = hashlib.sha256(_MAC_CONTEXT + secret.encode()).digest()
+        self._dump, self._load = codec
         self._clock = clock
-        self._warned_bad_entry = False
-
-    def __repr__(self) -> str:
-        return f"SharedCache({self._prefix.decode()!r}, {self.tier!r})"
-
-    def key(self, digest: bytes) -> bytes:
-        """The Redis key for a token digest (``token_key``)."""
-        return self._prefix + digest.hex().encode()
+        self._warned = False
 
     async def get(self, digest: bytes) -> tuple[V, float] | None:
         """The value and the epoch second until which it may be trusted, or ``None``."""
-        key = self.key(digest)
+        key = self._prefix + digest.hex().encode()
         data = await self.tier.get(key)
         if data is None:
             return None
         tag, body = data[:_TAG_SIZE], data[_TAG_SIZE:]
-        if not hmac.compare_digest(tag, self._tag(key, body)):
-            self._bad_entry()
-            return None
         try:
-            value, until = self._codec.load(body)
-        except Exception:  # signed by us, yet unreadable: another version of the format
-            self._bad_entry()
+            if not hmac.compare_digest(tag, self._tag(key, body)):
+                raise ValueError("not signed with our key")
+            value, until = self._load(body)  # signed, yet unreadable: another version
+        except Exception:
+            if not self._warned:
+                self._warned = True
+                logger.warning(
+                    "Ignored an entry of the shared token cache (Redis at %s) that failed its "
+                    "integrity check: written with another STACK_SECRET_SERVER_KEY, by another "
+                    "version, or tampered with (logged once)",
+                    self.tier.where,
+                )
             return None
-        if until <= self._clock():
-            return None
-        return value, until
+        return (value, until) if until > self._clock() else None
 
     async def put(self, digest: bytes, value: V, until: float) -> None:
         """Share ``value`` until ``until`` (epoch seconds); skipped under a second to live."""
         lifetime = until - self._clock()
-        if not 1 <= lifetime < math.inf:  # under a second to live (or NaN): not worth sharing
+        if not 1 <= lifetime < math.inf:  # under a second to live (or NaN): not worth it
             return
-        key = self.key(digest)
+        key = self._prefix + digest.hex().encode()
         try:
-            body = self._codec.dump(value, until)
+            body = self._dump(value, until)
         except Exception as exc:  # a value that cannot be shared is still served
             logger.debug("Not sharing a cached value: %s", type(exc).__name__)
             return
@@ -387,52 +263,29 @@ class SharedCache(Generic[V]):
     def _tag(self, key: bytes, body: bytes) -> bytes:
         return hmac.new(self._mac_key, key + b"\x00" + body, hashlib.sha256).digest()
 
-    def _bad_entry(self) -> None:
-        if not self._warned_bad_entry:
-            self._warned_bad_entry = True
-            logger.warning(
-                "Ignored an entry of the shared token cache (Redis at %s) that failed its "
-                "integrity check: written with another STACK_SECRET_SERVER_KEY, by another "
-                "version, or tampered with (logged once)",
-                self.tier.where,
-            )
-
 
 def shared_caches(
     settings: StackAuthSettings, *, jwt_mode: bool
 ) -> tuple[GuardedTier | None, SharedCache[Identity] | None, SharedCache[StackUser] | None]:
-    """The shared tier and what ``StackAuth`` shares in it: verified identities (remote mode)
-    and full profiles (JWT mode's ``fetch_user``).
-
-    JWT mode does not share identities: verifying an ES256 signature locally takes about
-    100 us of CPU, less than a Redis round trip, and needs no network at all. What it does
-    fetch from Stack Auth, full profiles, is shared.
-
-    Nothing connects yet (``GuardedTier.start`` does). Raises ``StackAuthConfigError`` if
-    ``STACK_CACHE_URL`` is set but the ``redis`` package is missing.
-    """
+    """The tier (not connected yet) and what is shared in it: identities, in remote mode only
+    (JWT mode checks a signature faster than a Redis round trip), and full profiles. Raises
+    ``StackAuthConfigError`` if ``STACK_CACHE_URL`` is set but ``redis`` is not installed."""
     url, key = settings.cache_url, settings.secret_server_key
     if url is None:
         return None, None, None
     if settings.cache_ttl <= 0 or key is None:
         logger.warning(
             "STACK_CACHE_URL is set but unused: %s",
-            "STACK_CACHE_TTL=0 turns caching off"
-            if key is not None
-            else "JWT mode without STACK_SECRET_SERVER_KEY verifies tokens locally and "
-            "fetches no profiles",
+            "JWT mode without STACK_SECRET_SERVER_KEY verifies tokens locally and fetches "
+            "no profiles"
+            if key is None
+            else "STACK_CACHE_TTL=0 turns caching off",
         )
         return None, None, None
-    redis_tier = RedisTier(url.get_secret_value(), timeout=settings.cache_timeout)
-    tier = GuardedTier(redis_tier, where=redis_tier.where, timeout=settings.cache_timeout)
-    secret = key.get_secret_value()
-    project = settings.project_id
-    identities: SharedCache[Identity] | None = None
-    if not jwt_mode:
-        identities = SharedCache(
-            tier, project_id=project, kind=settings.verify, codec=IdentityCodec(), secret=secret
-        )
-    profiles = SharedCache(
-        tier, project_id=project, kind="profile", codec=ProfileCodec(), secret=secret
-    )
+    tier = GuardedTier(url.get_secret_value(), timeout=settings.cache_timeout)
+    prefix, secret = f"{KEY_PREFIX}:{settings.project_id}:", key.get_secret_value()
+    profiles = SharedCache(tier, prefix + "profile:", secret, (dump_profile, load_profile))
+    if jwt_mode:
+        return tier, None, profiles
+    identities = SharedCache(tier, prefix + "remote:", secret, (dump_identity, load_identity))
     return tier, identities, profiles

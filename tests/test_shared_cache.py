@@ -12,6 +12,7 @@ import gc
 import hashlib
 import json
 import logging
+import math
 import subprocess
 import sys
 import time
@@ -26,25 +27,28 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_stack_auth import (
-    Identity,
     StackAuth,
     StackAuthConfigError,
     StackUser,
-    TokenCache,
-    TokenClaims,
+    _shared_cache,
     current_user,
 )
-from fastapi_stack_auth._cache import token_key
+from fastapi_stack_auth._cache import TokenCache, token_key
 from fastapi_stack_auth._settings import load_settings
 from fastapi_stack_auth._shared_cache import (
     KEY_PREFIX,
     GuardedTier,
-    IdentityCodec,
-    ProfileCodec,
     SharedCache,
+    _wait_for,
+    _within,
+    dump_identity,
+    dump_profile,
+    load_identity,
+    load_profile,
 )
-from tests.conftest import PROJECT_ID, SECRET_KEY, USER_ID, mint_token, user_body
-from tests.jwt_helpers import JWKS_PATH, JwksEndpoint, KeyRing
+from fastapi_stack_auth.models import Identity, TokenClaims
+from tests.conftest import PROJECT_ID, SECRET_KEY, USER_ID, mint_token, stack_error, user_body
+from tests.jwt_helpers import JwksEndpoint, KeyRing
 from tests.redis_fixtures import RedisServer, free_port
 
 pytest_plugins = ["tests.redis_fixtures"]
@@ -108,6 +112,26 @@ def dump_redis(server: RedisServer, password: str | None = None) -> dict[bytes, 
         return {key: client.get(key) or b"" for key in client.scan_iter(match="*")}
 
 
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _dump_str(value: str, until: float) -> bytes:
+    return f"{until!r}|{value}".encode()
+
+
+def _load_str(data: bytes) -> tuple[str, float]:
+    until, value = data.decode().split("|", 1)
+    return value, float(until)
+
+
+STR_CODEC = (_dump_str, _load_str)
+
+
 # --- values: what is stored, and how it comes back -------------------------------------------
 
 
@@ -136,8 +160,7 @@ def _identity_with_extras() -> Identity:
 def test_identity_round_trip_keeps_every_field_and_extra() -> None:
     identity = _identity_with_extras()
     until = float(identity.claims.exp - 100)
-    codec = IdentityCodec()
-    loaded, loaded_until = codec.load(codec.dump(identity, until))
+    loaded, loaded_until = load_identity(dump_identity(identity, until))
     assert loaded == identity
     assert loaded_until == until
     assert loaded.claims.branch_id == "dev"
@@ -152,19 +175,18 @@ def test_identity_round_trip_keeps_every_field_and_extra() -> None:
     # Computed fields (signed_up_at, created_at, ...) are not stored, so not read back as extras.
     assert loaded.user.signed_up_at == identity.user.signed_up_at
     snapshot = Identity(claims=identity.claims, user=identity.user, snapshot=True)
-    assert codec.load(codec.dump(snapshot, until))[0].snapshot is True
+    assert load_identity(dump_identity(snapshot, until))[0].snapshot is True
 
 
 def test_identity_is_never_trusted_past_the_token_exp() -> None:
     identity = _identity_with_extras()
-    codec = IdentityCodec()
-    _, until = codec.load(codec.dump(identity, float(identity.claims.exp + 3600)))
+    _, until = load_identity(dump_identity(identity, float(identity.claims.exp + 3600)))
     assert until == identity.claims.exp
 
 
 def test_profile_round_trip() -> None:
     user = _identity_with_extras().user
-    loaded, until = ProfileCodec().load(ProfileCodec().dump(user, 123.5))
+    loaded, until = load_profile(dump_profile(user, 123.5))
     assert (loaded, until) == (user, 123.5)
     assert loaded.model_extra == user.model_extra
 
@@ -208,24 +230,29 @@ async def test_ttl_never_outlives_the_token_exp(
         for token in (short, long):
             value = client.get(redis_key(token))
             assert value is not None
-            _, until = IdentityCodec().load(value[32:])  # after the 32-byte tag
+            _, until = load_identity(value[32:])  # after the 32-byte tag
             assert until <= _claims_of(token)["exp"]
 
 
-async def test_ttl_is_whole_seconds_rounded_down_and_short_lives_are_not_written() -> None:
-    clock, memory = Clock(), MemoryTier()
-    tier = GuardedTier(memory, where="memory:1", timeout=1.0, timer=clock)
+async def test_ttl_is_whole_seconds_rounded_down_and_short_lives_are_not_written(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    clock = Clock(time.time())
+    tier = GuardedTier(redis_url, timeout=1.0)
     await tier.start()
-    shared = SharedCache(
-        tier, project_id="p", kind="remote", codec=StrCodec(), secret="k", clock=clock
-    )
+    shared = SharedCache(tier, "test:p:remote:", "k", STR_CODEC, clock=clock)
     await shared.put(b"a" * 32, "v", clock.now + 29.99)
     await shared.put(b"b" * 32, "v", clock.now + 0.99)
     await shared.put(b"c" * 32, "v", clock.now - 5)
-    assert memory.ttls == {shared.key(b"a" * 32): 29}
+    await shared.put(b"d" * 32, "v", math.inf)
+    key = b"test:p:remote:" + (b"a" * 32).hex().encode()
+    assert list(dump_redis(redis_server)) == [key]
+    with redis_server.client() as client:
+        assert 28_000 < client.pttl(key) <= 29_000
     assert await shared.get(b"a" * 32) == ("v", clock.now + 29.99)
-    clock.now += 30  # a stale entry Redis has not dropped yet is not used
+    clock.now += 30  # an entry past its time that Redis has not dropped yet is not used
     assert await shared.get(b"a" * 32) is None
+    await tier.aclose()
 
 
 def _claims_of(token: str) -> dict[str, Any]:
@@ -265,7 +292,7 @@ def test_two_apps_sharing_redis_make_one_upstream_call_per_token(
             assert response.status_code == 200
             assert response.json() == {"id": USER_ID}
         assert users_me.call_count == 1
-        assert len(stack_b.cache) == 1  # b filled its in-process cache from Redis
+        assert len(stack_b.pipeline.cache) == 1  # b filled its in-process cache from Redis
         for client in (b, a):
             assert client.get("/me", headers=bearer(other)).status_code == 200
         assert users_me.call_count == 2
@@ -311,36 +338,113 @@ async def test_concurrent_requests_in_one_process_make_one_redis_lookup(
     assert users_me.call_count == 1
 
 
-async def test_a_shared_hit_is_trusted_no_longer_than_the_ttl_since_verification() -> None:
-    """Worker B trusts what worker A verified only for what is left of A's TTL."""
-    clock = Clock()
-    tier = GuardedTier(MemoryTier(), where="memory", timeout=1.0, timer=clock)
+async def test_a_shared_entry_is_trusted_by_no_worker_past_the_ttl_since_verification(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    """At most STACK_CACHE_TTL after Stack verified the token, in all workers together: a
+    worker that takes an entry from Redis trusts it for what is left of it, and does not
+    share it again (which would restart the clock for the others)."""
+    clock = Clock(time.time())  # hand-driven; Redis itself keeps the entry meanwhile
+    tier = GuardedTier(redis_url, timeout=1.0)
     await tier.start()
 
-    def cache() -> TokenCache[str]:
-        shared = SharedCache(
-            tier, project_id="p", kind="remote", codec=StrCodec(), secret="k", clock=clock
-        )
-        return TokenCache(maxsize=10, ttl=30, clock=clock, timer=clock, shared=shared)
+    def worker() -> TokenCache[str]:
+        shared = SharedCache(tier, f"{KEY_PREFIX}:p:remote:", "k", STR_CODEC, clock=clock)
+        return TokenCache(maxsize=10, ttl=30, clock=clock, shared=shared)
 
     calls = 0
 
-    async def loader() -> tuple[str, float]:
+    async def verify() -> tuple[str, float]:
         nonlocal calls
         calls += 1
-        return "user", clock.now + 600
+        return "user", clock.now + 600  # the token's exp
 
-    a, b = cache(), cache()
-    assert await a.get_or_load(b"k", loader) == "user"
+    a, b, c = worker(), worker(), worker()
+    key = token_key("a token")
+    verified_at = clock.now
+    assert await a.get_or_load(key, verify) == "user"
+    [(redis_key_a, written)] = dump_redis(redis_server).items()
+    assert _load_str(written[32:]) == ("user", verified_at + 30)
     clock.now += 20
-    assert await b.get_or_load(b"k", loader) == "user"
+    assert await b.get_or_load(key, verify) == "user"
     assert calls == 1
+    assert dump_redis(redis_server) == {redis_key_a: written}  # not written again by b
+    with redis_server.client() as admin:
+        assert admin.ttl(redis_key_a) > 25  # real seconds: Redis has not dropped it
     clock.now += 9.9
-    assert b.get(b"k") == "user"
-    clock.now += 0.2  # 30 s after A's verification: B asks again
-    assert b.get(b"k") is None
-    assert await b.get_or_load(b"k", loader) == "user"
+    assert b.get(key) == "user"
+    assert await c.get_or_load(key, verify) == "user"
+    assert calls == 1
+    clock.now += 0.2  # 30.1 s after a verified it: no worker trusts it any more
+    assert (a.get(key), b.get(key), c.get(key)) == (None, None, None)
+    assert await c.get_or_load(key, verify) == "user"  # the entry still in Redis is ignored
     assert calls == 2
+    await tier.aclose()
+
+
+# --- serve-stale stays in the process that serves it (issue 9.3) ------------------------------
+
+
+class FlakyStack:
+    """Worker A's own way to Stack Auth (an httpx transport): up, then unreachable. Like
+    ``mock_api``, it serves no JWKS, so Stack alone judges the test tokens."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.users_me_calls = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/api/v1/users/me":
+            return httpx.Response(404)
+        self.users_me_calls += 1
+        if not self.up:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json=user_body())
+
+
+def test_a_stale_answer_is_not_shared_and_a_healthy_worker_asks_stack(
+    stack_settings: dict[str, Any],
+    mock_api: respx.MockRouter,
+    redis_server: RedisServer,
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A, cut off from Stack, lets a user in on what Stack confirmed earlier (serve-stale) but
+    writes nothing to Redis; B reaches Stack, which deleted the user meanwhile: B asks it
+    (nothing of A's outage in Redis to accept) and answers 401."""
+    token = mint_token()
+    flaky = FlakyStack()
+    settings = {**stack_settings, "cache_url": redis_url}
+    app_a, stack_a = build_app(
+        {**settings, "stale_grace": 300, "max_attempts": 1, "transport": httpx.MockTransport(flaky)}
+    )
+    app_b, _ = build_app(settings)
+    deleted = mock_api.get("/users/me").mock(
+        return_value=stack_error(400, "CANNOT_GET_OWN_USER_WITHOUT_USER")
+    )
+    with caplog.at_level(logging.INFO), TestClient(app_a) as a, TestClient(app_b) as b:
+        assert a.get("/me", headers=bearer(token)).status_code == 200  # Stack confirms it
+        assert list(dump_redis(redis_server)) == [redis_key(token)]  # and it is shared
+        # STACK_CACHE_TTL passes: A's own entry and the shared one expire.
+        stack_a.pipeline.cache.clear()
+        with redis_server.client() as admin:
+            admin.delete(redis_key(token))
+
+        flaky.up = False
+        for _ in range(2):
+            response = a.get("/me", headers=bearer(token))
+            assert response.status_code == 200
+            assert response.json() == {"id": USER_ID}
+        assert flaky.users_me_calls == 2  # the second stale answer: A's in-process cache
+        assert stack_a.pipeline.cache.get(token_key(token)) is not None
+        assert dump_redis(redis_server) == {}
+
+        response = b.get("/me", headers=bearer(token))
+        assert response.status_code == 401
+        assert response.json()["code"] == "USER_NOT_FOUND"
+        assert deleted.call_count == 1
+        assert dump_redis(redis_server) == {}
+    assert [r for r in caplog.records if "STACK_STALE_GRACE" in r.getMessage()]
 
 
 # --- Redis faults: no request fails, one warning per outage ----------------------------------
@@ -398,12 +502,17 @@ def test_redis_killed_mid_run_then_back(
     assert users_me.call_count == 5
 
 
+@pytest.mark.parametrize("helper", ["_within", "_wait_for"])
 def test_slow_redis_is_skipped_within_the_timeout(
+    helper: str,
     stack_settings: dict[str, Any],
     users_me: respx.Route,
     redis_factory: Callable[..., RedisServer],
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Through either timeout helper (``_wait_for``: the Python 3.10 path)."""
+    monkeypatch.setattr(_shared_cache, "_within", getattr(_shared_cache, helper))
     server = redis_factory()
     app, _ = build_app({**stack_settings, "cache_url": server.url, "cache_timeout": 0.1})
     with caplog.at_level(logging.INFO), TestClient(app) as client:
@@ -436,10 +545,9 @@ async def test_a_tampered_or_foreign_entry_is_ignored(
         # Someone with write access to Redis but without our secret server key.
         intruder = SharedCache(
             stack.shared_tier,
-            project_id=PROJECT_ID,
-            kind="remote",
-            codec=IdentityCodec(),
-            secret="not-the-server-key",
+            f"{KEY_PREFIX}:{PROJECT_ID}:remote:",
+            "not-the-server-key",
+            (dump_identity, load_identity),
         )
         await intruder.put(token_key(token), forged, time.time() + 30)
         assert redis_key(token) in dump_redis(redis_server)
@@ -510,7 +618,7 @@ def test_no_token_key_or_password_in_logs_under_redis_faults(
     secrets += [hashlib.sha256(token.encode()).hexdigest() for token in tokens]
     for secret in secrets:
         assert secret not in text
-    shown = repr(stack.settings) + repr(stack.shared_tier) + repr(stack.shared_tier.tier)
+    shown = repr(stack.settings) + repr(stack.shared_tier)
     assert f"127.0.0.1:{server.port}" in shown
     assert REDIS_PASSWORD not in shown
 
@@ -562,13 +670,12 @@ async def test_stop_and_start_again(
 
 async def test_jwt_mode_shares_full_profiles_but_not_identities(
     stack_settings: dict[str, Any],
-    mock_api: respx.MockRouter,
+    ring: KeyRing,
+    endpoint: JwksEndpoint,
     users_me: respx.Route,
     redis_server: RedisServer,
     redis_url: str,
 ) -> None:
-    ring = KeyRing()
-    mock_api.get(JWKS_PATH.removeprefix("/api/v1")).mock(side_effect=JwksEndpoint(ring))
     token = ring.mint(sub=USER_ID)
     settings = {**stack_settings, "verify": "jwt", "cache_url": redis_url}
     async with StackAuth(**settings) as a, StackAuth(**settings) as b:
@@ -597,8 +704,9 @@ async def test_jwt_mode_shares_full_profiles_but_not_identities(
 def test_an_invalid_cache_url_names_the_setting_not_the_value(
     stack_settings: dict[str, Any], url: str
 ) -> None:
+    stack = StackAuth(**stack_settings, cache_url=url)  # settings are read at first use
     with pytest.raises(StackAuthConfigError, match="STACK_CACHE_URL is invalid") as caught:
-        StackAuth(**stack_settings, cache_url=url)
+        stack.shared_tier  # noqa: B018
     assert REDIS_PASSWORD not in str(caught.value)
 
 
@@ -623,8 +731,9 @@ def test_without_the_redis_package(
 ) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    stack = StackAuth(**stack_settings, cache_url=f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0")
     with pytest.raises(StackAuthConfigError) as caught:
-        StackAuth(**stack_settings, cache_url=f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0")
+        stack.shared_tier  # noqa: B018
     assert "pip install 'fastapi-stack-auth[redis]'" in str(caught.value)
     assert REDIS_PASSWORD not in str(caught.value)
     assert StackAuth(**stack_settings).shared_tier is None
@@ -638,21 +747,12 @@ def test_the_library_does_not_import_redis() -> None:
 # --- the circuit breaker, with a hand-driven clock ----------------------------------------------
 
 
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class MemoryTier:
-    """An in-memory ``SharedTier`` that can be made to fail or hang (for the breaker's logic;
-    the Redis behaviour itself is tested against real servers above)."""
+class FakeRedis:
+    """Stands in for ``redis.asyncio.Redis`` and can be made to fail or hang (for the breaker's
+    logic; the Redis behaviour itself is tested against real servers above)."""
 
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
-        self.ttls: dict[bytes, int] = {}
         self.calls = 0
         self.fail = False
         self.hang = False
@@ -660,17 +760,17 @@ class MemoryTier:
         self.gate: asyncio.Event | None = None
         self.entered = asyncio.Event()
 
-    async def open(self) -> None:
+    async def ping(self) -> bool:
         await self._act()
+        return True
 
     async def get(self, key: bytes) -> bytes | None:
         await self._act()
         return self.data.get(key)
 
-    async def set(self, key: bytes, value: bytes, ttl_seconds: int) -> None:
+    async def set(self, key: bytes, value: bytes, ex: int) -> None:
         await self._act()
         self.data[key] = value
-        self.ttls[key] = ttl_seconds
 
     async def aclose(self) -> None:
         pass
@@ -686,54 +786,55 @@ class MemoryTier:
             raise ConnectionError("refused")
 
 
-class StrCodec:
-    def dump(self, value: str, until: float) -> bytes:
-        return f"{until!r}|{value}".encode()
-
-    def load(self, data: bytes) -> tuple[str, float]:
-        until, value = data.decode().split("|", 1)
-        return value, float(until)
+async def started_tier(fake: FakeRedis, *, timeout: float = 1.0) -> GuardedTier:
+    tier = GuardedTier("redis://fake.invalid:6379/0", timeout=timeout)
+    tier._client = fake  # type: ignore[assignment]  # start() pings it instead of connecting
+    await tier.start()
+    assert tier.available
+    return tier
 
 
 async def test_breaker_skips_then_probes_then_recovers(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    clock, memory = Clock(), MemoryTier()
-    tier = GuardedTier(memory, where="memory:1", timeout=1.0, retry_interval=5, timer=clock)
-    await tier.start()
+    clock, fake = Clock(), FakeRedis()
+    tier = await started_tier(fake)
+    tier.timer, tier.retry_interval = clock, 5
     await tier.set(b"k", b"v", 10)
-    memory.fail = True
+    fake.fail = True
     assert await tier.get(b"k") is None  # fails: opens the breaker
-    calls = memory.calls
+    calls = fake.calls
     for _ in range(10):
         assert await tier.get(b"k") is None  # skipped, Redis not even asked
     await tier.set(b"k", b"w", 10)
-    assert memory.calls == calls
+    assert fake.calls == calls
     clock.now += 5
     assert await tier.get(b"k") is None  # one probe, fails
-    assert memory.calls == calls + 1
+    assert fake.calls == calls + 1
     assert await tier.get(b"k") is None
-    assert memory.calls == calls + 1
-    memory.fail = False
+    assert fake.calls == calls + 1
+    fake.fail = False
     clock.now += 5
     assert await tier.get(b"k") == b"v"  # the probe succeeds: closed again
     assert await tier.get(b"k") == b"v"
+    assert tier.available
     assert len(tier_records(caplog, logging.WARNING)) == 1
     assert len([m for m in tier_records(caplog, logging.INFO) if "again" in m]) == 1
+    await tier.aclose()
 
 
 async def test_an_answer_from_before_the_failure_does_not_end_the_outage(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    memory = MemoryTier()
-    tier = GuardedTier(memory, where="memory:1", timeout=5.0, retry_interval=0)
-    await tier.start()
-    gate = memory.gate = asyncio.Event()
+    fake = FakeRedis()
+    tier = await started_tier(fake, timeout=5.0)
+    tier.retry_interval = 0
+    gate = fake.gate = asyncio.Event()
     slow = asyncio.create_task(tier.get(b"k"))
-    await memory.entered.wait()  # ``slow`` is in flight
-    memory.gate, memory.fail = None, True
+    await fake.entered.wait()  # ``slow`` is in flight
+    fake.gate, fake.fail = None, True
     assert await tier.get(b"k") is None  # fails: an outage starts
-    memory.fail = False
+    fake.fail = False
     gate.set()
     assert await slow is None  # answered fine, but it was asked before the failure
     assert not tier.available
@@ -741,15 +842,52 @@ async def test_an_answer_from_before_the_failure_does_not_end_the_outage(
     assert tier.available
     assert len(tier_records(caplog, logging.WARNING)) == 1
     assert len([m for m in tier_records(caplog, logging.INFO) if "again" in m]) == 1
+    await tier.aclose()
 
 
-async def test_a_hanging_tier_is_bounded_by_the_timeout() -> None:
-    memory = MemoryTier()
-    tier = GuardedTier(memory, where="memory:1", timeout=0.05)
-    await tier.start()
-    memory.hang = True
+@pytest.mark.parametrize("helper", ["_within", "_wait_for"])
+async def test_a_hanging_tier_is_bounded_by_the_timeout(
+    helper: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through either timeout helper (``_wait_for``: the Python 3.10 path)."""
+    monkeypatch.setattr(_shared_cache, "_within", getattr(_shared_cache, helper))
+    fake = FakeRedis()
+    tier = await started_tier(fake, timeout=0.05)
+    fake.hang = True
     started = time.perf_counter()
     assert await tier.get(b"k") is None
     await tier.set(b"k", b"v", 10)  # skipped: the breaker is open
     assert time.perf_counter() - started < 1.0
     assert not tier.available
+    [warning] = tier_records(caplog, logging.WARNING)
+    assert "no answer within 0.05 s" in warning
+    await tier.aclose()
+
+
+@pytest.mark.parametrize("within", [_within, _wait_for], ids=["running-python", "python-3.10"])
+async def test_the_timeout_helpers(within: Callable[..., Any]) -> None:
+    async def fails() -> None:
+        raise ConnectionError("refused")
+
+    assert await within(1.0, asyncio.sleep(0, "answer")) == "answer"
+    with pytest.raises(ConnectionError):
+        await within(1.0, fails())
+    started = time.perf_counter()
+    with pytest.raises(asyncio.TimeoutError):
+        await within(0.05, asyncio.Event().wait())
+    assert time.perf_counter() - started < 1.0
+
+
+async def test_a_failure_to_close_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeRedis()
+    tier = await started_tier(fake)
+
+    async def broken_close() -> None:
+        raise ConnectionError("reset")
+
+    fake.aclose = broken_close  # type: ignore[method-assign]
+    await tier.aclose()
+    assert not tier.available
+    [warning] = tier_records(caplog, logging.WARNING)
+    assert "Closing" in warning
+    assert "ConnectionError" in warning
