@@ -250,10 +250,17 @@ def test_make_run_launcher_with_real_settings() -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_emulator_command_stops_on_a_signal(signum: int) -> None:
-    with child(["-m", "fastapi_stack_auth.emulator", "--port", "0"]) as proc:
+    origin = "https://app.example"
+    args = ["--port", "0", "--key-seed", "k", "--cors-origin", origin]
+    with child(["-m", "fastapi_stack_auth.emulator", *args]) as proc:
         api = proc.wait_for(r"API URL \(STACK_API_URL\)\s+(http://\S+)").group(1)
         proc.wait_for("Ctrl-C stops everything")
         assert httpx.get(f"{api}/health").status_code == 200
+        # --key-seed and --cors-origin reach the emulator.
+        jwks = httpx.get(f"{api}/api/v1/projects/{DEFAULT_PROJECT_ID}/.well-known/jwks.json")
+        assert jwks.json() == Emulator(key_seed="k").jwks()
+        current = httpx.get(f"{api}/api/v1/projects/current", headers={"origin": origin})
+        assert current.headers["access-control-allow-origin"] == origin
         proc.process.send_signal(signum)
         assert proc.process.wait(timeout=30) == 0
         output = proc.rest()
