@@ -422,7 +422,7 @@ def test_a_stale_answer_is_not_shared_and_a_healthy_worker_asks_stack(
     deleted = mock_api.get("/users/me").mock(
         return_value=stack_error(400, "CANNOT_GET_OWN_USER_WITHOUT_USER")
     )
-    with caplog.at_level(logging.INFO), TestClient(app_a) as a, TestClient(app_b) as b:
+    with caplog.at_level(logging.DEBUG), TestClient(app_a) as a, TestClient(app_b) as b:
         assert a.get("/me", headers=bearer(token)).status_code == 200  # Stack confirms it
         assert list(dump_redis(redis_server)) == [redis_key(token)]  # and it is shared
         # STACK_CACHE_TTL passes: A's own entry and the shared one expire.
@@ -445,6 +445,9 @@ def test_a_stale_answer_is_not_shared_and_a_healthy_worker_asks_stack(
         assert deleted.call_count == 1
         assert dump_redis(redis_server) == {}
     assert [r for r in caplog.records if "STACK_STALE_GRACE" in r.getMessage()]
+    text = caplog.text + "\n".join(str(r.__dict__) for r in caplog.records)
+    for secret in (token, redis_key(token).decode(), token_key(token).hex(), SECRET_KEY):
+        assert secret not in text
 
 
 # --- Redis faults: no request fails, one warning per outage ----------------------------------
