@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,6 +35,8 @@ MAX_TOKEN_BYTES = 8192
 MAX_JSON_CREDENTIAL_BYTES = 16384
 _JSON_BEARER_PREFIXES = ("stackauth_", "hexclave_")
 _HEADERS = (b"x-stack-access-token", b"x-stack-auth", b"authorization")
+#: A JWT as RFC 7515 spells it: three non-empty base64url segments, without padding.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 def credential_from_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -113,7 +117,17 @@ def _from_json(text: str, where: str) -> str | None:
 
 
 def read_header(raw: str) -> dict[str, Any]:
-    """The JOSE header of ``raw``, unverified; 401 unless it is a JWT signed with ES256."""
+    """The JOSE header of ``raw``, unverified; 401 unless ``raw`` is a JWT signed with ES256.
+
+    Before PyJWT reads it, ``raw`` must be at most ``MAX_TOKEN_BYTES`` long, three base64url
+    segments and UTF-8 JSON inside: PyJWT also takes ``=`` padding, and (``json.loads`` of
+    bytes) UTF-16/32 or a byte order mark, none of which is a JWT (RFC 7515, RFC 7519) nor ever
+    sent by Stack. Such a token is refused here, in either mode, without any I/O.
+    """
+    if len(raw) > MAX_TOKEN_BYTES:
+        raise invalid_token("The access token is too long")
+    if not _COMPACT_JWS.fullmatch(raw) or not all(map(_utf8, raw.split(".")[:2])):
+        raise invalid_token("The access token is not a JWT")
     try:
         header = jwt.get_unverified_header(raw)
     except jwt.InvalidTokenError:
@@ -121,6 +135,17 @@ def read_header(raw: str) -> dict[str, Any]:
     if header.get("alg") != "ES256":
         raise invalid_token("The access token is not signed with ES256")
     return header
+
+
+def _utf8(segment: str) -> bool:
+    # Only UTF-16/32 (told apart by NUL bytes, which UTF-8 JSON never holds) or a BOM makes
+    # ``json.loads(data)`` read what ``json.loads(data.decode("utf-8"))`` refuses.
+    try:
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        data.decode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        return False
+    return b"\x00" not in data and not data.startswith(codecs.BOM_UTF8)
 
 
 def read_claims(payload: dict[str, Any]) -> TokenClaims:
