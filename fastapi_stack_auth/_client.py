@@ -8,7 +8,6 @@ import random as _random
 import re
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 
 import anyio
@@ -26,14 +25,13 @@ from .errors import (
 
 #: Sent as ``x-stack-client-version``; matches Stack's ``^(\w+)\s+(@[\w/]+)@([\d.]+)$``.
 CLIENT_VERSION = f"python @fastapi_stack_auth@{__version__}"
-DEFAULT_RETRY_AFTER = 5
-MAX_RETRY_AFTER = 300
-#: Only these methods are ever sent twice: they are idempotent.
+DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER = 5, 300
+#: Only idempotent methods are ever sent twice.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD"})
-#: Answers worth another attempt: rate limited, or a gateway or instance that is down for a
-#: moment. A plain 500 is not retried (most likely the same bug again): it fails at once.
+#: Rate limited, or a gateway or instance down for a moment. A plain 500 is not retried: most
+#: likely the same bug again.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-#: Full-jitter backoff: after attempt n, wait uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**(n-1))).
+#: Full jitter: after attempt n, wait uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**(n-1))).
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 2.0
 #: No attempt is started with less than this many seconds left of the call's deadline.
@@ -41,39 +39,31 @@ MIN_ATTEMPT_TIME = 0.05
 
 logger = logging.getLogger("fastapi_stack_auth")
 
-#: Headers that authenticate this server; ``get_public`` strips them (a public endpoint such as
-#: the JWKS must never receive our keys, and an access type would make Stack check them).
+#: ``get_public`` strips these: a public endpoint (the JWKS) must never receive our keys, and
+#: an access type would make Stack check them.
 _SERVER_AUTH_HEADERS = (
     "x-stack-access-type",
     "x-stack-project-id",
     "x-stack-secret-server-key",
     "x-stack-publishable-client-key",
 )
-
-
 _STATUS = re.compile(r"[1-5][0-9][0-9]")
 _SECONDS = re.compile(r"[0-9]{1,6}")
 
 
-def _retry_after_seconds(response: httpx.Response) -> int | None:
-    """Stack's ``Retry-After`` in whole seconds (``0`` included), or ``None`` if it sent none
-    we can read."""
-    # Only plain ASCII delta-seconds; str.isdigit() would also accept "²" and int() then fail.
-    # An HTTP date is not read: the clocks of two machines cannot be compared to the second.
+def _unavailable(status: int, response: httpx.Response) -> tuple[StackUnavailableError, int | None]:
+    """The error for a 429/5xx, and Stack's ``Retry-After`` in seconds (``None``: none we can
+    read). Our own client is told Stack's (at least 1 s), else 5 s."""
+    # Only plain ASCII delta-seconds (str.isdigit() would accept "²", which int() refuses). An
+    # HTTP date is not read: the clocks of two machines cannot be compared to the second.
     value = response.headers.get("retry-after", "").strip()
-    if _SECONDS.fullmatch(value):
-        return min(int(value), MAX_RETRY_AFTER)
-    return None
-
-
-def _retry_after(response: httpx.Response) -> int:
-    """The ``Retry-After`` we tell our own client: Stack's (at least 1 s), else 5 s."""
-    seconds = _retry_after_seconds(response)
-    return DEFAULT_RETRY_AFTER if seconds is None else max(1, seconds)
+    wait = min(int(value), MAX_RETRY_AFTER) if _SECONDS.fullmatch(value) else None
+    told = DEFAULT_RETRY_AFTER if wait is None else max(1, wait)
+    return StackUnavailableError(f"HTTP {status}", told), wait
 
 
 def _status(response: httpx.Response) -> int:
-    """The response's status; for a 200, the real one if a proxy or SDK had Stack send it as
+    """The status; for a 200, the real one if Stack was made to send it as
     ``x-stack-actual-status`` (``x-stack-override-error-status``, which we never ask for)."""
     status = response.status_code
     if status == 200:
@@ -84,23 +74,12 @@ def _status(response: httpx.Response) -> int:
 
 
 class StackClient:
-    """Server-side access to Stack Auth through one pooled ``httpx.AsyncClient``.
+    """Server-side access to Stack Auth: one pooled ``httpx.AsyncClient``, server headers.
 
-    Every request carries the server headers (``x-stack-access-type: server``, project id,
-    keys, client version). Errors come back as typed exceptions: ``StackAPIError`` subclasses
-    for Stack's error envelope, ``StackUnavailableError`` for network failures, timeouts, 429
-    and 5xx, ``StackBadResponseError`` for answers that are not what the contract says.
-
-    Faults are retried for idempotent methods (GET, HEAD) only: connection failures, timeouts,
-    connections dropped mid-answer, and 429/502/503/504, at most ``max_attempts`` attempts with
-    full-jitter exponential backoff. ``Retry-After`` (429, 503) is waited for if it fits in what
-    is left of the deadline, else the call fails at once carrying it. Each attempt is bounded by
-    ``http_timeout`` and all attempts together by ``request_deadline``.
-
-    ``sleep``, ``random`` (uniform in [0, 1)) and ``clock`` (monotonic seconds) are what the
-    retries wait with, jitter with and measure the deadline with; tests replace them (also as
-    attributes of the same names).
-    """
+    Errors: ``StackAPIError`` (Stack's error envelope), ``StackUnavailableError`` (network,
+    timeouts, 429, 5xx), ``StackBadResponseError`` (outside the contract). GET/HEAD faults are
+    retried (``max_attempts``, full-jitter backoff, each attempt within ``http_timeout``, all
+    within ``request_deadline``). ``sleep``, ``random``, ``clock`` are replaceable for tests."""
 
     def __init__(
         self,
@@ -118,11 +97,7 @@ class StackClient:
         self.random = random
         self.clock = clock
         #: Seconds all attempts of one call may take together.
-        self.deadline: float = (
-            settings.request_deadline
-            if settings.request_deadline is not None
-            else 2 * settings.http_timeout
-        )
+        self.deadline: float = settings.request_deadline or 2 * settings.http_timeout
 
     def _server_headers(self) -> dict[str, str]:
         s = self._settings
@@ -140,7 +115,6 @@ class StackClient:
 
     @property
     def is_open(self) -> bool:
-        """True between ``open()`` and ``aclose()``."""
         return self._http is not None
 
     async def open(self) -> None:
@@ -165,12 +139,7 @@ class StackClient:
         await self.open()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def request(
@@ -178,33 +147,23 @@ class StackClient:
         method: str,
         path: str,
         *,
-        access_token: str | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
         json_body: Any = None,
         ok: tuple[int, ...] = (200, 201),
     ) -> Any:
-        """Send one request to ``/api/v1{path}`` and return its decoded JSON body.
-
-        ``ok`` lists the success statuses the endpoint answers with per the contract; any
-        other status that is not an error is a ``StackBadResponseError``.
-        """
+        """Send one request to ``/api/v1{path}`` and return its decoded JSON body; a status
+        that is neither an error nor in ``ok`` is a ``StackBadResponseError``."""
         http = self._opened()
-        extra = dict(headers or {})
-        if access_token is not None:
-            extra["x-stack-access-token"] = access_token
-        request = http.build_request(method, path, headers=extra, params=params, json=json_body)
+        request = http.build_request(method, path, headers=headers, params=params, json=json_body)
         response = await self._send(http, request)
         return _decode(response, ok)
 
     async def get_public(
         self, path: str, *, params: dict[str, str] | None = None
     ) -> tuple[Any, httpx.Headers]:
-        """``GET /api/v1{path}`` without our access type, project id or keys (for the JWKS).
-
-        Returns the decoded JSON body and the response headers (the caller may need
-        ``Cache-Control``). Errors are raised as in ``request``.
-        """
+        """``GET /api/v1{path}`` without our access type, project id or keys (for the JWKS):
+        the decoded JSON body and the headers (``Cache-Control``)."""
         http = self._opened()
         request = http.build_request("GET", path, params=params)
         for name in _SERVER_AUTH_HEADERS:
@@ -215,16 +174,14 @@ class StackClient:
     def _opened(self) -> httpx.AsyncClient:
         if self._http is None:
             raise StackAuthError(
-                "StackClient is not open: StackAuth starts with the lifespan of the app passed "
-                "to stack.init_app(app). The lifespan of a mounted sub-app never runs: call "
-                "init_app on the outer app too. With TestClient, use "
-                "`with TestClient(app) as client:`."
+                "StackClient is not open: StackAuth starts with the lifespan of the app passed to "
+                "stack.init_app(app) (a mounted sub-app's lifespan never runs: call init_app on "
+                "the outer app too; with TestClient, use `with TestClient(app) as client:`)."
             )
         return self._http
 
     async def _send(self, http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
-        """Send ``request``, retrying what is worth retrying; the answer is not judged here
-        beyond its status (``_decode`` does that)."""
+        """Send ``request``, retrying what is worth it; ``_decode`` judges the answer."""
         attempts = self._settings.max_attempts if request.method in IDEMPOTENT_METHODS else 1
         deadline = self.clock() + self.deadline
         attempt = 0
@@ -240,26 +197,19 @@ class StackClient:
                 status = _status(response)
                 if status not in RETRY_STATUSES:
                     return response
-                failure = StackUnavailableError(f"HTTP {status}", _retry_after(response))
-                wait = _retry_after_seconds(response)
-            if attempt >= attempts:
-                raise _after(failure, attempt)
+                failure, wait = _unavailable(status, response)
             delay = self.random() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-            if wait is not None:
-                delay = max(delay, float(wait))
-            if deadline - self.clock() - delay < MIN_ATTEMPT_TIME:
-                # No time left for another attempt (or Stack asks us to wait longer than our
-                # client will): fail now, passing Stack's Retry-After on.
-                raise _after(failure, attempt)
+            delay = delay if wait is None else max(delay, float(wait))
+            # Out of attempts or of time (Stack may ask for a longer wait): pass its Retry-After on.
+            if attempt >= attempts or deadline - self.clock() - delay < MIN_ATTEMPT_TIME:
+                if attempt > 1:
+                    reason = f"{failure.reason}, {attempt} attempts"
+                    failure = StackUnavailableError(reason, failure.retry_after)
+                raise failure
             # The path only: a query could carry ids, and the token travels in a header.
             logger.debug(
                 "Stack Auth %s %s failed (%s); attempt %d of %d in %.3f s",
-                request.method,
-                request.url.path,
-                failure.reason,
-                attempt + 1,
-                attempts,
-                delay,
+                *(request.method, request.url.path, failure.reason, attempt + 1, attempts, delay),
             )
             await self.sleep(delay)
 
@@ -287,45 +237,27 @@ class StackClient:
             raise StackUnavailableError(type(exc).__name__) from None
 
     async def get_current_user(self, access_token: str) -> dict[str, Any]:
-        """``GET /users/me`` for ``access_token``, with server access.
-
-        Anonymous and restricted users are let through (``x-stack-allow-*``) so that the
-        caller applies its own policy to a single, cacheable answer.
-        """
-        body = await self.request(
-            "GET",
-            "/users/me",
-            ok=(200,),
-            access_token=access_token,
-            headers={
-                "x-stack-allow-anonymous-user": "true",
-                "x-stack-allow-restricted-user": "true",
-            },
-        )
-        if not isinstance(body, dict):
-            raise StackBadResponseError("GET /users/me did not return a JSON object")
-        return body
+        """``GET /users/me`` with server access, letting anonymous and restricted users through:
+        the caller applies its policy to one cacheable answer."""
+        allow = {"x-stack-allow-anonymous-user": "true", "x-stack-allow-restricted-user": "true"}
+        return await self._get_object("/users/me", {"x-stack-access-token": access_token, **allow})
 
     async def get_current_project(self) -> dict[str, Any]:
-        """``GET /projects/current``: the cheapest call that proves our keys are accepted."""
-        body = await self.request("GET", "/projects/current", ok=(200,))
+        """``GET /projects/current``: the cheapest proof that our keys are accepted."""
+        return await self._get_object("/projects/current", {})
+
+    async def _get_object(self, path: str, headers: dict[str, str]) -> dict[str, Any]:
+        body = await self.request("GET", path, ok=(200,), headers=headers)
         if not isinstance(body, dict):
-            raise StackBadResponseError("GET /projects/current did not return a JSON object")
+            raise StackBadResponseError(f"GET {path} did not return a JSON object")
         return body
-
-
-def _after(failure: StackUnavailableError, attempts: int) -> StackUnavailableError:
-    if attempts == 1:
-        return failure
-    return StackUnavailableError(f"{failure.reason}, {attempts} attempts", failure.retry_after)
 
 
 def _decode(response: httpx.Response, ok: tuple[int, ...]) -> Any:
     status = _status(response)
     known = response.headers.get("x-stack-known-error")
-
     if status == 429 or status >= 500:
-        raise StackUnavailableError(f"HTTP {status}", _retry_after(response))
+        raise _unavailable(status, response)[0]
     if status >= 400 or known:
         raise _api_error(status, known, response)
     if status not in ok:
