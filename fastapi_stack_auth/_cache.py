@@ -45,6 +45,8 @@ class TokenCache(Generic[V]):
         shared: SharedCache[V] | None = None,
     ) -> None:
         self.ttl = ttl
+        #: Most entries held; the least recently used goes first.
+        self.maxsize = maxsize
         #: The shared tier consulted on the miss path (``None``: in-process only).
         self.shared = shared
         self._clock = clock
