@@ -244,7 +244,11 @@ def stack_emulator(stack_emulator_server: EmulatorServer) -> EmulatedStack:
 def stack_emulator_asgi() -> EmulatedStack:
     """A fresh in-process emulator: no socket, the library reaches it through an ASGI
     transport (``stack_auth()`` wires it; for ``settings()`` pass ``transport`` yourself)."""
-    emulator = Emulator(Seed.model_validate(_TEST_SEED), public_url=IN_PROCESS_URL)
+    emulator = Emulator(
+        Seed.model_validate(_TEST_SEED),
+        public_url=IN_PROCESS_URL,
+        allowed_hosts=[httpx.URL(IN_PROCESS_URL).host],
+    )
     return EmulatedStack(emulator, IN_PROCESS_URL, httpx.ASGITransport(app=emulator.app))
 
 
