@@ -215,7 +215,7 @@ def test_parse_rejects_documents_without_usable_keys(body: Any) -> None:
 def test_freshness_follows_cache_control_within_floor_and_ceiling(
     headers: dict[str, str], seconds: float
 ) -> None:
-    assert freshness(headers, floor=60, ceiling=86_400) == seconds
+    assert freshness(headers) == seconds
 
 
 # --- freshness and refetching -----------------------------------------------------------------
