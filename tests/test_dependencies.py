@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import math
+import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 import respx
+from cachetools import TTLCache
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -32,7 +43,10 @@ from fastapi_stack_auth import (
     require_user,
 )
 from fastapi_stack_auth._cache import TokenCache
+from fastapi_stack_auth._pipeline import REJECTION_TTL
+from fastapi_stack_auth.errors import AuthError, StackAuthError
 from tests.conftest import FIXTURES, PROJECT_ID, SECRET_KEY, USER_ID, mint_token, user_body
+from tests.jwt_helpers import JwksEndpoint, KeyRing, SigningKey, b64url
 
 ANON_ID = "b7a1c3d5-e9f2-4a6b-8c0d-2e4f6a8b0c1d"
 
@@ -476,23 +490,38 @@ async def test_failures_are_not_cached(
     assert route.call_count == 2
 
 
-async def test_rejected_token_is_asked_again_not_cached_as_success(
-    client: httpx.AsyncClient, mock_api: respx.MockRouter
+async def test_rejected_token_is_not_cached_as_success(
+    stack: StackAuth, client: httpx.AsyncClient, mock_api: respx.MockRouter
 ) -> None:
+    clock = _Clock()
+    pipeline = stack.pipeline
+    pipeline.rejected = TTLCache(pipeline.cache.maxsize, REJECTION_TTL, timer=clock)
     route = mock_api.get("/users/me").mock(
         return_value=_fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json")
     )
     token = mint_token()
     for _ in range(2):
         assert (await client.get("/me", headers=bearer(token))).status_code == 401
-    assert route.call_count == 2
+    assert route.call_count == 1  # the rejection is remembered for a few seconds
+    assert len(pipeline.cache) == 0  # never as a success
+    clock.now += REJECTION_TTL
+    assert (await client.get("/me", headers=bearer(token))).status_code == 401
+    assert route.call_count == 2  # then Stack is asked again
 
 
 async def test_cache_keys_are_not_raw_tokens(stack: StackAuth, mock_api: respx.MockRouter) -> None:
-    mock_api.get("/users/me").respond(200, json=user_body())
+    route = mock_api.get("/users/me").respond(200, json=user_body())
     token = mint_token()
     await stack.authenticate(token)
-    assert list(stack.cache._entries.keys()) == [hashlib.sha256(token.encode()).digest()]
+    digest = hashlib.sha256(token.encode()).digest()
+    assert len(stack.pipeline.cache) == 1
+    assert stack.pipeline.cache.get(digest) is not None
+    # Nor in the memory of rejected tokens.
+    route.mock(return_value=_fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json"))
+    rejected = mint_token()
+    with pytest.raises(StackAuthError):
+        await stack.authenticate(rejected)
+    assert list(stack.pipeline.rejected.keys()) == [hashlib.sha256(rejected.encode()).digest()]
 
 
 # --- WebSockets, OpenAPI, wiring -------------------------------------------------------------
@@ -665,13 +694,11 @@ async def test_cache_entry_lives_for_ttl_but_never_past_exp(
     advance: int,
     calls_after: int,
 ) -> None:
-    timer = _Clock()
-    shift = 0.0  # how far the test has moved wall time forward
-    stack.cache = TokenCache(maxsize=10, ttl=30, clock=lambda: time.time() + shift, timer=timer)
+    shift = 0.0  # how far the test has moved the cache's wall clock forward
+    stack.pipeline.cache = TokenCache(maxsize=10, ttl=30, clock=lambda: time.time() + shift)
     route = mock_api.get("/users/me").respond(200, json=user_body())
     token = mint_token(exp_in=exp_in)
     assert (await client.get("/me", headers=bearer(token))).status_code == 200
-    timer.now += advance
     shift += advance
     assert (await client.get("/me", headers=bearer(token))).status_code == 200
     assert route.call_count == calls_after
@@ -685,7 +712,7 @@ async def test_cache_max_entries_evicts(
         first, second, third = mint_token(), mint_token(), mint_token()
         for token in (first, second, third):
             await stack.authenticate(token)
-        assert len(stack.cache) == 2
+        assert len(stack.pipeline.cache) == 2
         await stack.authenticate(first)  # evicted: asked again
         assert route.call_count == 4
         await stack.authenticate(third)  # still cached
@@ -697,14 +724,15 @@ async def test_router_and_route_dependencies_verify_once(
 ) -> None:
     mock_api.get("/users/me").respond(200, json=user_body())
     calls = 0
-    authenticate = stack.authenticate
+    pipeline = stack.pipeline
+    authenticate = pipeline.authenticate
 
     async def counting(raw: str) -> Any:
         nonlocal calls
         calls += 1
         return await authenticate(raw)
 
-    stack.authenticate = counting  # type: ignore[method-assign]
+    pipeline.authenticate = counting  # type: ignore[method-assign]
     app = FastAPI()
     stack.init_app(app)
     router = APIRouter(dependencies=[Depends(require_user)])
@@ -760,8 +788,9 @@ async def test_user_without_its_security_flags_is_not_let_in(
 async def test_concurrent_failures_are_separate_exceptions(
     stack: StackAuth, mock_api: respx.MockRouter
 ) -> None:
-    from fastapi_stack_auth import AuthError
-
+    """Concurrent requests share one upstream call and its failure, but each request gets an
+    exception of its own: tracebacks and error trackers do not tie unrelated requests
+    together."""
     started, release = asyncio.Event(), asyncio.Event()
 
     async def slow_failure(request: httpx.Request) -> httpx.Response:
@@ -770,30 +799,42 @@ async def test_concurrent_failures_are_separate_exceptions(
         return _fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json")
 
     route = mock_api.get("/users/me").mock(side_effect=slow_failure)
+    app = build_app(stack)
+    handled: list[AuthError] = []
+
+    async def recording(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AuthError)
+        handled.append(exc)
+        return JSONResponse({"code": exc.code}, status_code=exc.status_code)
+
+    app.add_exception_handler(AuthError, recording)
     token = mint_token()
-    tasks = [asyncio.create_task(stack.authenticate(token)) for _ in range(5)]
-    await started.wait()
-    release.set()
-    errors = await asyncio.gather(*tasks, return_exceptions=True)
-    assert all(isinstance(e, AuthError) and e.code == "INVALID_TOKEN" for e in errors)
-    assert len({id(e) for e in errors}) == 5
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as client:
+        tasks = [asyncio.create_task(client.get("/me", headers=bearer(token))) for _ in range(5)]
+        await started.wait()
+        release.set()
+        responses = await asyncio.gather(*tasks)
+    assert [r.json() for r in responses] == [{"code": "INVALID_TOKEN"}] * 5
+    assert len({id(e) for e in handled}) == 5
     assert route.call_count == 1
 
 
 async def test_a_cache_hit_past_the_tokens_exp_is_not_served(
     stack: StackAuth, mock_api: respx.MockRouter
 ) -> None:
+    shift = 0.0  # how far the test has moved the cache's wall clock forward
+    stack.pipeline.cache = TokenCache(maxsize=10, ttl=math.inf, clock=lambda: time.time() + shift)
     route = mock_api.get("/users/me").respond(200, json=user_body())
     token = mint_token(exp_in=600)
-    identity = await stack.authenticate(token)
-    # As if the machine had been suspended: the monotonic deadline did not move, but the
-    # token's exp has passed in wall time.
-    expired = dataclasses.replace(
-        identity, claims=identity.claims.model_copy(update={"exp": int(time.time()) - 1})
-    )
-    stack.cache._entries[hashlib.sha256(token.encode()).digest()] = (math.inf, expired)
-    assert (await stack.authenticate(token)).claims.exp > time.time()  # asked Stack again
-    assert route.call_count == 2
+    for _ in range(2):
+        await stack.authenticate(token)
+    assert route.call_count == 1
+    # As if the machine had been suspended: no TTL ran out, but the token's exp has passed in
+    # wall time, and the cache keeps wall time.
+    shift = 601
+    await stack.authenticate(token)
+    assert route.call_count == 2  # not served from the cache: Stack was asked again
 
 
 async def test_plain_404_names_the_api_url_setting(
@@ -868,8 +909,99 @@ def test_plain_http_to_a_remote_host_is_warned_about(
     stack_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="fastapi_stack_auth"):
-        StackAuth(**{**stack_settings, "api_url": "http://stack.internal:8102"})
-        StackAuth(**{**stack_settings, "api_url": "http://127.0.0.1:8102"})
+        remote = StackAuth(**{**stack_settings, "api_url": "http://stack.internal:8102"})
+        local = StackAuth(**{**stack_settings, "api_url": "http://127.0.0.1:8102"})
+        assert caplog.records == []  # construction reads no settings
+        for stack in (remote, local, remote):  # the settings are read on first use, once
+            assert stack.settings.api_url.startswith("http://")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "stack.internal" in warnings[0]
+
+
+# --- JWT mode: every ES256 signature, whatever its r and s ------------------------------------
+#
+# PyJWT turns the JWS signature (raw r || s, 32 bytes each) into the DER form cryptography
+# verifies. These are the signatures the former hand-built DER encoder was checked on: valid
+# ones whose r or s has leading zero bytes or the high bit set must verify, and every other
+# 64 bytes (zeros, r or s out of range, random) must be refused, as encode_dss_signature's DER
+# would be.
+
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _with_signature(token: str, signature: bytes) -> str:
+    header, payload, _ = token.split(".")
+    return f"{header}.{payload}.{b64url(signature)}"
+
+
+def _signatures_of_every_shape(key: SigningKey, signing_input: bytes) -> dict[str, bytes]:
+    """Valid signatures of ``signing_input``: one for each shape of r and s that DER encodes
+    differently (a leading zero byte dropped, a zero byte added before a high bit)."""
+    wanted = {
+        "r short": lambda r, s: r < 2**248,
+        "s short": lambda r, s: s < 2**248,
+        "r high bit": lambda r, s: r >= 2**255,
+        "s high bit": lambda r, s: s >= 2**255,
+        "both plain": lambda r, s: 2**248 <= r < 2**255 and 2**248 <= s < 2**255,
+    }
+    found: dict[str, bytes] = {}
+    for _ in range(100_000):
+        r, s = decode_dss_signature(key.private.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        for s_variant in (s, P256_ORDER - s):  # (r, n - s) is valid too
+            for name, test in wanted.items():
+                if name not in found and test(r, s_variant):
+                    found[name] = r.to_bytes(32, "big") + s_variant.to_bytes(32, "big")
+        if len(found) == len(wanted):
+            return found
+    raise AssertionError(f"no signature found for {set(wanted) - set(found)}")
+
+
+def _invalid_signatures() -> list[bytes]:
+    """The former encoder's fixed cases, and random r and s of every shape its 20,000 random
+    cases drew from (0, 1, 2, 31 or 32 leading zero bytes, then a byte with or without its high
+    bit), three of each pair of shapes: a signature check costs 0.3 ms."""
+    rng = random.Random(3)
+    signatures = [bytes(64), b"\xff" * 64, b"\x80" + bytes(63), bytes(31) + b"\x80" + bytes(32)]
+    signatures += [bytes(32) + b"\x01" + bytes(31), bytes(63) + b"\x01"]
+    shapes = [(zeros, high) for zeros in (0, 1, 2, 31, 32) for high in (False, True)]
+    for r_shape, s_shape in itertools.product(shapes, repeat=2):
+        for _ in range(3):
+            signature = bytearray(rng.randbytes(64))
+            for half, (zeros, high) in zip((0, 32), (r_shape, s_shape), strict=True):
+                signature[half : half + zeros] = bytes(zeros)
+                if zeros < 32:
+                    if high:
+                        signature[half + zeros] |= 0x80
+                    else:
+                        signature[half + zeros] = signature[half + zeros] & 0x7F or 1
+            signatures.append(bytes(signature))
+    return signatures
+
+
+async def test_jwt_mode_verifies_es256_signatures_whatever_their_r_and_s(
+    stack_settings: dict[str, Any],
+    mock_api: respx.MockRouter,
+    ring: KeyRing,
+    endpoint: JwksEndpoint,
+) -> None:
+    token = ring.mint()
+    signing_input = token.rsplit(".", 1)[0].encode()
+    key = ring.signer().private.public_key()
+    async with StackAuth(**{**stack_settings, "verify": "jwt"}) as stack:
+        for shape, signature in _signatures_of_every_shape(ring.signer(), signing_input).items():
+            identity = await stack.authenticate(_with_signature(token, signature))
+            assert (
+                identity.claims.sub == jwt.decode(token, options={"verify_signature": False})["sub"]
+            ), shape
+        verifier = stack.pipeline.verifier
+        for signature in _invalid_signatures():
+            r = int.from_bytes(signature[:32], "big")
+            s = int.from_bytes(signature[32:], "big")
+            with pytest.raises(InvalidSignature):  # what cryptography says of their DER
+                key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(hashes.SHA256()))
+            with pytest.raises(AuthError) as info:
+                await verifier.verify(_with_signature(token, signature))
+            assert (info.value.status_code, info.value.code) == (401, "INVALID_TOKEN")
+            assert info.value.detail == "The access token's signature is invalid", signature.hex()
+    assert mock_api.calls.call_count == endpoint.calls  # nothing but the JWKS was fetched
