@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random as _random
@@ -36,6 +37,10 @@ BACKOFF_BASE = 0.1
 BACKOFF_CAP = 2.0
 #: No attempt is started with less than this many seconds left of the call's deadline.
 MIN_ATTEMPT_TIME = 0.05
+#: Stack answers with small JSON documents: a longer (decoded) body is refused, unread past this.
+MAX_BODY_BYTES = 1 << 20
+#: Stack's error code and message are cut to this many characters.
+MAX_CODE_CHARS, MAX_MESSAGE_CHARS = 100, 1000
 
 logger = logging.getLogger("fastapi_stack_auth")
 
@@ -49,6 +54,7 @@ _SERVER_AUTH_HEADERS = (
 )
 _STATUS = re.compile(r"[1-5][0-9][0-9]")
 _SECONDS = re.compile(r"[0-9]{1,6}")
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
 
 
 def _unavailable(status: int, response: httpx.Response) -> tuple[StackUnavailableError, int | None]:
@@ -156,8 +162,8 @@ class StackClient:
         that is neither an error nor in ``ok`` is a ``StackBadResponseError``."""
         http = self._opened()
         request = http.build_request(method, path, headers=headers, params=params, json=json_body)
-        response = await self._send(http, request)
-        return _decode(response, ok)
+        response, body = await self._send(http, request)
+        return _decode(response, body, ok)
 
     async def get_public(
         self, path: str, *, params: dict[str, str] | None = None
@@ -168,8 +174,8 @@ class StackClient:
         request = http.build_request("GET", path, params=params)
         for name in _SERVER_AUTH_HEADERS:
             request.headers.pop(name, None)
-        response = await self._send(http, request)
-        return _decode(response, (200,)), response.headers
+        response, body = await self._send(http, request)
+        return _decode(response, body, (200,)), response.headers
 
     def _opened(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -180,7 +186,9 @@ class StackClient:
             )
         return self._http
 
-    async def _send(self, http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    async def _send(
+        self, http: httpx.AsyncClient, request: httpx.Request
+    ) -> tuple[httpx.Response, bytes]:
         """Send ``request``, retrying what is worth it; ``_decode`` judges the answer."""
         attempts = self._settings.max_attempts if request.method in IDEMPOTENT_METHODS else 1
         deadline = self.clock() + self.deadline
@@ -190,13 +198,13 @@ class StackClient:
             budget = min(self._settings.http_timeout, deadline - self.clock())
             wait: int | None = None
             try:
-                response = await self._attempt(http, request, budget)
+                response, body = await self._attempt(http, request, budget)
             except StackUnavailableError as exc:
                 failure = exc
             else:
                 status = _status(response)
                 if status not in RETRY_STATUSES:
-                    return response
+                    return response, body
                 failure, wait = _unavailable(status, response)
             delay = self.random() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
             delay = delay if wait is None else max(delay, float(wait))
@@ -215,12 +223,16 @@ class StackClient:
 
     async def _attempt(
         self, http: httpx.AsyncClient, request: httpx.Request, budget: float
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, bytes]:
         # httpx's timeout applies to each phase (connect, each read); ``budget`` bounds the
         # whole attempt, so a server dripping its body cannot hold a request for longer.
         try:
             with anyio.fail_after(budget):
-                return await http.send(request)
+                response = await http.send(request, stream=True)
+                try:
+                    return response, await _read_body(response)
+                finally:
+                    await response.aclose()  # unread past the cap: the connection is dropped
         except (TimeoutError, httpx.TimeoutException):
             raise StackUnavailableError("timed out") from None
         except httpx.LocalProtocolError:
@@ -253,32 +265,60 @@ class StackClient:
         return body
 
 
-def _decode(response: httpx.Response, ok: tuple[int, ...]) -> Any:
+async def _read_body(response: httpx.Response) -> bytes:
+    """The body ``_decode`` will read (none for a 429/5xx, or a 4xx without Stack's envelope),
+    decoded; ``StackBadResponseError`` past ``MAX_BODY_BYTES``, without reading on."""
+    status = _status(response)
+    known = response.headers.get("x-stack-known-error")
+    if status == 429 or status >= 500 or (status >= 400 and not known):
+        return b""
+    length = response.headers.get("content-length", "")
+    if length.isascii() and length.isdigit() and (len(length) > 9 or int(length) > MAX_BODY_BYTES):
+        raise StackBadResponseError(f"the response body is over {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in response.aiter_bytes():  # decoded: a gzip bomb is cut short too
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise StackBadResponseError(f"the response body is over {MAX_BODY_BYTES} bytes")
+    return bytes(body)
+
+
+def _decode(response: httpx.Response, body: bytes, ok: tuple[int, ...]) -> Any:
     status = _status(response)
     known = response.headers.get("x-stack-known-error")
     if status == 429 or status >= 500:
         raise _unavailable(status, response)[0]
     if status >= 400 or known:
-        raise _api_error(status, known, response)
+        raise _api_error(status, known, body)
     if status not in ok:
         raise StackBadResponseError(f"unexpected HTTP {status}")
     try:
-        return json.loads(response.content)
+        return json.loads(body)
     except (ValueError, RecursionError):
         raise StackBadResponseError("response is not JSON") from None
 
 
-def _api_error(status: int, known: str | None, response: httpx.Response) -> StackAPIError:
-    code, message, details = known, "", None
+def _api_error(status: int, known: str | None, body: bytes) -> StackAPIError:
+    envelope: Any = None
     if known:
-        try:
-            body = json.loads(response.content)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            body = None
-        if isinstance(body, dict):
-            code = str(body.get("code") or known)
-            # The message is in ``error``; the published spec says ``message``, so read both.
-            message = str(body.get("error") or body.get("message") or "")
-            raw_details = body.get("details")
-            details = raw_details if isinstance(raw_details, dict) else None
-    return stack_api_error(status, code, message, details)
+        with contextlib.suppress(ValueError, RecursionError):  # UnicodeDecodeError included
+            envelope = json.loads(body)
+    if not isinstance(envelope, dict):
+        return stack_api_error(status, _code(known), "", None)
+    # The message is in ``error``; the published spec says ``message``, so read both.
+    message = envelope.get("error") or envelope.get("message") or ""
+    details = envelope.get("details")
+    details = details if isinstance(details, dict) else None
+    return stack_api_error(status, _code(envelope.get("code") or known), _text(message), details)
+
+
+def _code(value: object) -> str | None:
+    # Stack's code ends up in our log lines (``to_auth_error``): printable ASCII only, so that
+    # a newline or an escape sequence from upstream cannot forge or hide a line.
+    return _NOT_PRINTABLE_ASCII.sub("", str(value or ""))[:MAX_CODE_CHARS] or None
+
+
+def _text(value: object) -> str:
+    # Stack's message is for the app's own eyes (we never log it): still one line of
+    # printable characters, and bounded.
+    return "".join(c if c.isprintable() else " " for c in str(value)[:MAX_MESSAGE_CHARS])

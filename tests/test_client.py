@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -10,7 +12,7 @@ import pytest
 import respx
 
 from fastapi_stack_auth import StackAuthError, StackAuthSettings
-from fastapi_stack_auth._client import StackClient
+from fastapi_stack_auth._client import MAX_BODY_BYTES, StackClient
 from fastapi_stack_auth.errors import (
     InvalidAccessTokenError,
     ProjectCredentialsError,
@@ -148,7 +150,9 @@ async def test_error_envelope_becomes_typed_exception(
     error = info.value
     assert error.code == code
     body = json.loads((FIXTURES / fixture).read_text())["body"]
-    assert error.message == body["error"]  # the text is in `error`, not `message`
+    # The text is in `error`, not `message`; on one line (it is Stack's, so it could be logged).
+    assert error.message == body["error"].replace("\n", " ")
+    assert error.message.isprintable()
     assert dict(error.details) == body.get("details", {})
 
 
@@ -330,3 +334,144 @@ async def test_illegal_header_value_is_a_configuration_error(
     with pytest.raises(StackAuthError, match="STACK_SECRET_SERVER_KEY") as info:
         await client.get_current_user(mint_token())
     assert not isinstance(info.value, StackUnavailableError)
+
+
+# --- review finding 9.9: what comes from upstream is bounded and cannot forge a log line ------
+
+HOSTILE_CODES = [
+    "UNPARSABLE_ACCESS_TOKEN\n2026-01-01 00:00:00 CRITICAL forged line",
+    "X\r\nERROR forged",
+    "\x1b[2K\x1b[1Ahidden",
+    "LINE\u2028SEPARATOR\u0085NEL",
+    "A" * 5000,
+]
+
+
+@pytest.mark.parametrize("code", HOSTILE_CODES)
+async def test_upstream_code_and_message_are_one_bounded_printable_line(
+    client: StackClient, mock_api: respx.MockRouter, code: str
+) -> None:
+    mock_api.get("/users/me").respond(
+        401,
+        headers={"x-stack-known-error": "UNPARSABLE_ACCESS_TOKEN"},
+        json={"code": code, "error": f"message: {code}" * 3},
+    )
+    with pytest.raises(StackAPIError) as info:
+        await client.get_current_user(mint_token())
+    error = info.value
+    assert error.code is not None
+    assert error.code.isascii()
+    assert error.code.isprintable()
+    assert 0 < len(error.code) <= 100
+    assert error.message.isprintable()
+    assert len(error.message) <= 1000
+    assert error.code in str(error)  # what a log line of the exception would show
+    # Not a code Stack knows: not mistaken for a token verdict either.
+    assert type(error) is StackAPIError
+
+
+async def test_a_hostile_known_error_header_is_sanitised_too(
+    client: StackClient, mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").respond(
+        400, headers=[(b"x-stack-known-error", b"BAD\x1b[31mCODE\x7f")], text="not json"
+    )
+    with pytest.raises(StackAPIError) as info:
+        await client.get_current_user(mint_token())
+    assert info.value.code == "BAD[31mCODE"
+
+
+async def test_a_code_of_nothing_printable_is_no_code(
+    client: StackClient, mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").respond(
+        400, headers={"x-stack-known-error": "X"}, json={"code": "\n\r\t\x00", "error": "x"}
+    )
+    with pytest.raises(StackAPIError) as info:
+        await client.get_current_user(mint_token())
+    assert info.value.code is None
+
+
+def _json_of_length(size: int) -> bytes:
+    head, tail = b'{"id": "', b'"}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+async def test_a_body_of_exactly_the_cap_is_read(
+    client: StackClient, mock_api: respx.MockRouter
+) -> None:
+    mock_api.get("/users/me").respond(200, content=_json_of_length(MAX_BODY_BYTES))
+    assert len((await client.get_current_user(mint_token()))["id"]) == MAX_BODY_BYTES - 10
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        pytest.param(httpx.Response(200, content=_json_of_length(2 << 20)), id="2-MiB"),
+        pytest.param(httpx.Response(200, content=_json_of_length(MAX_BODY_BYTES + 1)), id="cap+1"),
+        pytest.param(
+            httpx.Response(
+                200,
+                headers={"content-encoding": "gzip"},
+                content=gzip.compress(_json_of_length(2 << 20)),  # 2 KiB on the wire
+            ),
+            id="gzip-bomb",
+        ),
+        pytest.param(
+            httpx.Response(
+                401,
+                headers={"x-stack-known-error": "UNPARSABLE_ACCESS_TOKEN"},
+                content=_json_of_length(2 << 20),
+            ),
+            id="2-MiB-error-envelope",
+        ),
+    ],
+)
+async def test_a_body_over_1_mib_is_a_bad_response(
+    client: StackClient, mock_api: respx.MockRouter, response: httpx.Response
+) -> None:
+    mock_api.get("/users/me").mock(return_value=response)
+    with pytest.raises(StackBadResponseError, match="over 1048576 bytes"):
+        await client.get_current_user(mint_token())
+
+
+class EndlessBody(httpx.AsyncByteStream):
+    """A body with no Content-Length that goes on and on (64 MiB, so that a client reading it
+    all fails a test rather than the machine); counts what was taken from it."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.produced < 64 << 20:
+            self.produced += 65536
+            yield b" " * 65536
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_an_endless_body_is_read_no_further_than_the_cap(
+    client: StackClient, mock_api: respx.MockRouter
+) -> None:
+    body = EndlessBody()
+    mock_api.get("/users/me").mock(return_value=httpx.Response(200, stream=body))
+    with pytest.raises(StackBadResponseError):
+        await client.get_current_user(mint_token())
+    assert MAX_BODY_BYTES < body.produced <= MAX_BODY_BYTES + 65536
+    assert body.closed
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_an_outage_answer_is_judged_by_its_status_not_its_body(
+    stack_settings: dict[str, Any], mock_api: respx.MockRouter, status: int
+) -> None:
+    body = EndlessBody()
+    mock_api.get("/users/me").mock(return_value=httpx.Response(status, stream=body))
+    settings = StackAuthSettings(**stack_settings, max_attempts=1)
+    async with StackClient(settings) as client:
+        with pytest.raises(StackUnavailableError, match=f"HTTP {status}"):
+            await client.get_current_user(mint_token())
+    assert body.produced == 0
+    assert body.closed
