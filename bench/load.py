@@ -80,6 +80,7 @@ def emulator_child(latency_ms: float) -> None:
     emulator = Emulator(access_token_ttl=3600, latency=latency_ms / 1000)
     out = sys.stdout
     with EmulatorServer(emulator) as server:
+        no_delay(getattr(server, "_socket", None))
         out.write(json.dumps({"url": server.url, "env": app_environment(emulator)}) + "\n")
         out.flush()
         for line in sys.stdin:
@@ -147,9 +148,23 @@ class App:
     output: str = ""
 
 
+def no_delay(sock: socket.socket | None) -> None:
+    """``TCP_NODELAY`` on a listening socket, which Linux copies to every connection it accepts.
+
+    asyncio sets it on the connections of a socket it made itself (``uvicorn --host --port``),
+    not on those of a socket made with protocol 0 (the emulator's, until it sets it) or passed
+    as ``uvicorn --fd`` (read back as AF_UNIX). Without it, a response written in two pieces
+    (uvicorn's h11 sends the head, then the body) waits for the client's delayed ACK: about
+    40 ms per request on a keep-alive connection, which is what the load test would measure.
+    """
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _listening_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    no_delay(sock)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     return sock
@@ -371,12 +386,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="jwt",
         help="verification mode of the RSS runs (remote: 20 ms and an upstream call per token)",
     )
-    parser.add_argument(
-        "--http-client",
-        choices=("auto", "aiohttp", "httpx"),
-        default="auto",
-        help="STACK_HTTP_CLIENT of the app: what carries its calls to Stack Auth",
-    )
     parser.add_argument("--cap", type=float, default=120.0, help="wall-clock cap per phase, s")
     parser.add_argument(
         "--rss-cap", type=float, default=600.0, help="wall-clock cap of the RSS fill, s"
@@ -405,22 +414,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     emulator = EmulatorProcess(args.latency_ms)
     workdir = Path(tempfile.mkdtemp(prefix="stack-auth-load-"))
     try:
+        import httpcore
+        import httpx
         import uvicorn
 
-        try:
-            import aiohttp
-        except ImportError:
-            aiohttp = None
-        backend = args.http_client
-        if backend == "auto":
-            backend = "aiohttp" if aiohttp is not None else "httpx"
-        if backend == "aiohttp" and aiohttp is not None:
-            backend += f" {aiohttp.__version__}"
         print(
             f"fastapi-stack-auth load test: example app under uvicorn {uvicorn.__version__} "
             f"(Python {platform.python_version()}, {os.cpu_count()} cores, load average "
-            f"{load_average()}); calls to Stack Auth: httpx over {backend}; emulator latency "
-            f"{args.latency_ms:g} ms; {args.concurrency} concurrent clients"
+            f"{load_average()}); calls to Stack Auth: httpx {httpx.__version__} over httpcore "
+            f"{httpcore.__version__}; emulator latency {args.latency_ms:g} ms; "
+            f"{args.concurrency} concurrent clients"
         )
         started = time.perf_counter()
         rss_runs = [int(v) for v in args.rss_max_entries.split(",") if v.strip()]
@@ -432,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         burst_tokens, pool = pool[: args.burst_tokens], pool[args.burst_tokens :]
         jwt_cold, pool = pool[: args.tokens], pool[args.tokens :]
         rss_tokens = pool[: args.rss_tokens]
-        common = {**emulator.env, "STACK_CACHE_TTL": ttl, "STACK_HTTP_CLIENT": args.http_client}
+        common = {**emulator.env, "STACK_CACHE_TTL": ttl}
 
         print(
             "\nreq/s and latency as the clients see them; upstream = GET /users/me calls the "

@@ -1,37 +1,36 @@
-"""CPU spent in this process per upstream call of ``StackClient``, under concurrent callers.
+"""Remote mode's cold path: the CPU the app spends per upstream call to Stack Auth.
 
-Run with ``.venv/bin/python bench/upstream_cpu.py`` (``--help`` for options). It starts a
-trivial HTTP/1.1 server in a child process on 127.0.0.1 (a canned ``/users/me`` answer, so the
-server costs next to nothing and runs on the other core), then, for each variant, a fresh child
-process that opens a ``StackClient`` and makes ``--calls`` calls of ``get_current_user`` from
-``--concurrency`` tasks at once. The figure is the measuring process's own CPU time
-(``time.process_time``) divided by the number of calls: what one upstream call costs the app,
-whatever the wall clock says.
+Run with ``.venv/bin/python bench/upstream_cpu.py`` (``--help`` for options); ``bench/overhead.py``
+(``make bench``) runs it too and prints its figures beside the per-request ratios. It starts a
+trivial HTTP/1.1 server in a child process on 127.0.0.1 (a canned ``/users/me`` answer, written
+in one piece, so the server costs next to nothing and runs on the other core), then, for each
+variant, a fresh child process that makes ``--calls`` calls from ``--concurrency`` tasks at
+once. The figure is the measuring process's own CPU time (``time.process_time``, every thread)
+divided by the number of calls: what one upstream call costs the app, whatever the wall clock
+says.
 
-Variants (those whose packages are missing are skipped):
+Variants (those whose packages are missing are skipped, and say so):
 
-- ``default``            ``StackClient`` exactly as the library opens it (what it picks here)
-- ``httpx``              httpx's own transport (httpcore) with the library's limits
-                         (100 connections, 20 kept alive)
-- ``httpx-pooled``       httpx's own transport, every connection kept alive (100/100)
-- ``httpx-8``            httpx's own transport, at most 8 connections
-- ``aiohttp``            the library's aiohttp session under the httpx API (``_transport.py``)
-- ``httpx-aiohttp``      the ``httpx-aiohttp`` package's transport, for comparison
-- ``bare-aiohttp``       calibration: ``aiohttp.ClientSession.get`` with no httpx at all
+- ``app``           the whole cold path: a raw ASGI request through FastAPI to
+                    ``Depends(current_user)`` in remote mode, carrying a token never seen
+                    before, so the pipeline reads it, misses the cache and asks Stack through
+                    ``StackClient`` on httpx's default transport
+- ``client``        ``StackClient.get_current_user`` alone (our request building, retry wrapper
+                    and JSON decoding around httpx), no FastAPI, no token checks, no model
+- ``bare-httpx``    calibration: ``httpx.AsyncClient.get`` with the library's pool limits
+                    (100 connections, 20 kept alive) and ``json.loads``, nothing of ours
+- ``bare-aiohttp``  calibration, only when ``aiohttp`` happens to be installed (the library
+                    does not use it): ``aiohttp.ClientSession.get`` and ``json.loads``
 
-``--no-sniffio`` runs the httpx variants as if the ``sniffio`` package were not installed (a
-failed import that searches ``sys.path``, as a real miss does); without the flag the httpx
-variants run both ways when ``sniffio`` is installed. httpcore imports ``sniffio`` each time it
-sets up a lock or a cancellation shield, several times per request, and Python does not cache a
-failed import.
+``app`` minus ``client`` is what FastAPI, the dependency, the token pre-checks, the cache and
+the ``StackUser`` model add; ``client`` minus ``bare-httpx`` is ``StackClient``'s own share.
+``bench/profile_cold.py`` breaks the ``app`` figure down further.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.abc
-import importlib.machinery
 import importlib.util
 import json
 import os
@@ -40,23 +39,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-PROJECT_ID = "6f0c2a9e-4b7d-4e1a-9c3f-2d8b5e7a1f40"
-VARIANTS = (
-    "default",
-    "httpx",
-    "httpx-pooled",
-    "httpx-8",
-    "aiohttp",
-    "httpx-aiohttp",
-    "bare-aiohttp",
-)
-HTTPX_VARIANTS = ("httpx", "httpx-pooled", "httpx-8")
-LIMITS = {"httpx": (100, 20), "httpx-pooled": (100, 100), "httpx-8": (8, 8)}
+from _common import PROJECT_ID, asgi_caller, request_headers, stack_claims, unsigned_token
+
+VARIANTS = ("app", "client", "bare-httpx", "bare-aiohttp")
+#: Pool limits of ``StackClient`` (``_client.py``), given to the bare httpx client too.
+MAX_CONNECTIONS, MAX_KEEPALIVE = 100, 20
 #: Every child process stops by itself after this many seconds, whatever happens.
 CHILD_CAP_SECONDS = 300
+SCRIPT = os.path.abspath(__file__)
 
 USER = {
     "id": "3f5c8e21-7a4b-4c9d-8e2f-1a6b3c4d5e6f",
@@ -81,6 +75,16 @@ USER = {
     "oauth_providers": [],
     "auth_with_email": True,
     "requires_totp_mfa": False,
+}
+SERVER_HEADERS = {
+    "x-stack-access-type": "server",
+    "x-stack-project-id": PROJECT_ID,
+    "x-stack-secret-server-key": "ssk_bench",
+    "accept": "application/json",
+}
+USERS_ME_HEADERS = {
+    "x-stack-allow-anonymous-user": "true",
+    "x-stack-allow-restricted-user": "true",
 }
 
 
@@ -144,62 +148,99 @@ async def _serve(fd: int) -> None:
 # --- one variant, in its own process -------------------------------------------------------
 
 
-class _HideSniffio(importlib.abc.MetaPathFinder):
-    """Makes ``import sniffio`` fail the way it does when the package is not installed."""
+def cold_tokens(url: str, count: int) -> list[str]:
+    """``count`` distinct tokens of ``USER`` for the project, as remote mode accepts them."""
+    issuer = f"{url}/api/v1/projects/{PROJECT_ID}"
+    return [unsigned_token(stack_claims(USER["id"], issuer)) for _ in range(count)]
 
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "sniffio" or name.startswith("sniffio."):
-            # What a real miss costs: every sys.path entry is searched, then the import fails.
-            importlib.machinery.PathFinder.find_spec("sniffio_is_not_installed", path)
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
+
+async def _app_call(url: str) -> tuple[Any, Any]:
+    """The ``app`` variant: a started ``StackAuth`` and a caller taking one fresh token."""
+    from fastapi import Depends, FastAPI
+
+    from fastapi_stack_auth import StackAuth, StackUser, current_user
+
+    stack = StackAuth(
+        project_id=PROJECT_ID,
+        secret_server_key="ssk_bench",
+        api_url=url,
+        cache_ttl=3600,
+        http_timeout=30,
+        check_keys_on_startup=False,
+    )
+    app = FastAPI()
+    stack.init_app(app)
+
+    @app.get("/")
+    async def protected(user: StackUser = Depends(current_user)) -> dict[str, bool]:
+        return {"ok": user is not None}
+
+    await stack.start()
+    call = asgi_caller(app)
+
+    async def one(token: str) -> None:
+        status = await call(request_headers(token))
+        if status != 200:
+            raise SystemExit(f"app: HTTP {status}")
+
+    return stack, one
 
 
 async def _measure(variant: str, url: str, calls: int, concurrency: int) -> dict[str, Any]:
     import httpx
 
-    from fastapi_stack_auth import StackAuthSettings, StackClient
+    warmup = max(concurrency * 4, calls // 10)
+    tokens = iter(cold_tokens(url, warmup + calls))
+    closers: list[Any] = []
+    if variant == "app":
+        stack, one_call = await _app_call(url)
+        closers.append(stack.stop)
+    elif variant == "client":
+        from fastapi_stack_auth import StackAuthSettings
+        from fastapi_stack_auth._client import StackClient
 
-    settings = StackAuthSettings(
-        project_id=PROJECT_ID, secret_server_key="ssk_bench", api_url=url, http_timeout=30
-    )
-    session: Any = None
-    transport: httpx.AsyncBaseTransport | None = None
-    if variant in LIMITS:
-        most, alive = LIMITS[variant]
-        limits = httpx.Limits(max_connections=most, max_keepalive_connections=alive)
-        transport = httpx.AsyncHTTPTransport(limits=limits)
-    elif variant == "aiohttp":
-        from fastapi_stack_auth._transport import AiohttpTransport
+        settings = StackAuthSettings(
+            project_id=PROJECT_ID, secret_server_key="ssk_bench", api_url=url, http_timeout=30
+        )
+        client = StackClient(settings)
+        await client.open()
+        closers.append(client.aclose)
 
-        transport = AiohttpTransport(max_connections=100)
-    elif variant == "httpx-aiohttp":
-        import aiohttp
-        from httpx_aiohttp import AiohttpTransport as PackageTransport
+        async def one_call(token: str) -> None:
+            await client.get_current_user(token)
 
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
-        transport = PackageTransport(client=session)
+    elif variant == "bare-httpx":
+        http = httpx.AsyncClient(
+            base_url=f"{url}/api/v1",
+            headers=SERVER_HEADERS,
+            timeout=30,
+            limits=httpx.Limits(
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE
+            ),
+        )
+        closers.append(http.aclose)
+
+        async def one_call(token: str) -> None:
+            response = await http.get(
+                "/users/me", headers={**USERS_ME_HEADERS, "x-stack-access-token": token}
+            )
+            json.loads(response.content)
+
     elif variant == "bare-aiohttp":
         import aiohttp
 
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+        session = aiohttp.ClientSession(
+            headers=SERVER_HEADERS, connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS)
+        )
+        closers.append(session.close)
 
-    headers = {
-        "x-stack-access-type": "server",
-        "x-stack-project-id": PROJECT_ID,
-        "x-stack-secret-server-key": "ssk_bench",
-        "x-stack-allow-anonymous-user": "true",
-        "x-stack-allow-restricted-user": "true",
-        "x-stack-access-token": "eyJhbGciOiJFUzI1NiJ9.e30.c2ln",
-    }
-    client = StackClient(settings, transport=transport)
-
-    async def one_call() -> None:
-        if variant == "bare-aiohttp":
+        async def one_call(token: str) -> None:
+            headers = {**USERS_ME_HEADERS, "x-stack-access-token": token}
             async with session.get(f"{url}/api/v1/users/me", headers=headers) as response:
                 json.loads(await response.read())
-        else:
-            await client.get_current_user("eyJhbGciOiJFUzI1NiJ9.e30.c2ln")
+
+    else:
+        raise SystemExit(f"unknown variant {variant!r}")
 
     async def run(total: int) -> None:
         remaining = total
@@ -208,26 +249,20 @@ async def _measure(variant: str, url: str, calls: int, concurrency: int) -> dict
             nonlocal remaining
             while remaining > 0:
                 remaining -= 1
-                await one_call()
+                await one_call(next(tokens))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
-    async with client:
-        await run(max(concurrency * 4, calls // 10))  # warm-up: connections, imports, caches
-        cpu, wall = time.process_time(), time.perf_counter()
-        await run(calls)
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        http = client._http
-        picked = type(http._transport).__name__ if http is not None else "?"
-    if session is not None:
-        await session.close()
-    return {"cpu_us": cpu / calls * 1e6, "calls_per_s": calls / wall, "transport": picked}
+    await run(warmup)  # connections, imports, caches
+    cpu, wall = time.process_time(), time.perf_counter()
+    await run(calls)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    for close in reversed(closers):
+        await close()
+    return {"cpu_us": cpu / calls * 1e6, "calls_per_s": calls / wall}
 
 
-def _child(variant: str, url: str, calls: int, concurrency: int, hide_sniffio: bool) -> None:
-    if hide_sniffio:
-        sys.modules.pop("sniffio", None)
-        sys.meta_path.insert(0, _HideSniffio())
+def _child(variant: str, url: str, calls: int, concurrency: int) -> None:
     result = asyncio.run(
         asyncio.wait_for(_measure(variant, url, calls, concurrency), CHILD_CAP_SECONDS)
     )
@@ -237,93 +272,40 @@ def _child(variant: str, url: str, calls: int, concurrency: int, hide_sniffio: b
 # --- the driver ---------------------------------------------------------------------------------
 
 
-def _connections(url: str) -> int:
-    import httpx
-
-    return int(httpx.get(f"{url}/_connections", timeout=10).text)
-
-
-def _available(variant: str) -> bool:
-    if variant == "httpx-aiohttp":
-        return all(importlib.util.find_spec(m) for m in ("aiohttp", "httpx_aiohttp"))
-    if variant in ("aiohttp", "bare-aiohttp"):
+def available(variant: str) -> bool:
+    if variant == "bare-aiohttp":
         return importlib.util.find_spec("aiohttp") is not None
     return True
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=4000, help="timed calls per variant")
-    parser.add_argument("--concurrency", type=int, default=32, help="callers at once")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
-    parser.add_argument("--no-sniffio", action="store_true", help="httpx variants without sniffio")
-    parser.add_argument("--serve-fd", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--hide-sniffio", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+class Upstream:
+    """The trivial server, in a child process, and the count of connections it accepted."""
 
-    if args.serve_fd is not None:
-        asyncio.run(_serve(args.serve_fd))
-        return 0
-    if args.child:
-        _child(args.child, args.url, args.calls, args.concurrency, args.hide_sniffio)
-        return 0
+    def __init__(self, url: str) -> None:
+        self.url = url
 
-    sniffio_installed = importlib.util.find_spec("sniffio") is not None
-    import httpcore
-    import httpx
+    def connections(self) -> int:
+        import httpx
 
-    print(
-        f"Upstream CPU per call of StackClient: {args.calls} calls, {args.concurrency} at once, "
-        f"against a trivial server on 127.0.0.1 (Python {platform.python_version()}, httpx "
-        f"{httpx.__version__}, httpcore {httpcore.__version__}, sniffio "
-        f"{'installed' if sniffio_installed else 'NOT installed'}, {os.cpu_count()} cores)"
-    )
+        return int(httpx.get(f"{self.url}/_connections", timeout=10).text)
+
+
+@contextmanager
+def upstream() -> Iterator[Upstream]:
+    """Serve ``USER`` on a free loopback port from a child process until the block ends."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(256)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server = subprocess.Popen(  # noqa: S603 - this very script
-        [sys.executable, __file__, "--serve-fd", str(sock.fileno())],
+        [sys.executable, SCRIPT, "--serve-fd", str(sock.fileno())],
         pass_fds=[sock.fileno()],
         stdin=subprocess.PIPE,
     )
     sock.close()
-    print(f"{'variant':<30} {'CPU us/call':>12} {'calls/s':>9} {'connections':>12}")
     try:
-        for variant in args.variants.split(","):
-            if not _available(variant):
-                print(f"{variant:<30} (skipped: not installed)")
-                continue
-            modes = [False]  # without sniffio installed, the httpx variants miss it for real
-            if variant in HTTPX_VARIANTS and sniffio_installed:
-                modes = [True] if args.no_sniffio else [True, False]
-            for hide in modes:
-                label = variant
-                if variant in HTTPX_VARIANTS:
-                    label += " without sniffio" if hide or not sniffio_installed else ""
-                before = _connections(url)
-                command = [sys.executable, __file__, "--child", variant, "--url", url]
-                command += ["--calls", str(args.calls), "--concurrency", str(args.concurrency)]
-                if hide:
-                    command.append("--hide-sniffio")
-                out = subprocess.run(  # noqa: S603 - this very script
-                    command, capture_output=True, text=True, timeout=CHILD_CAP_SECONDS + 30
-                )
-                if out.returncode != 0:
-                    print(f"{label:<30} FAILED\n{out.stderr}")
-                    continue
-                result = json.loads(out.stdout.strip().splitlines()[-1])
-                opened = _connections(url) - before - 1  # minus our own count request
-                if variant == "default":
-                    label += f" ({result['transport']})"
-                print(
-                    f"{label:<30} {result['cpu_us']:>12.0f} {result['calls_per_s']:>9.0f} "
-                    f"{opened:>12}",
-                    flush=True,
-                )
+        yield Upstream(url)
     finally:
         assert server.stdin is not None
         server.stdin.close()
@@ -332,6 +314,82 @@ def main(argv: Sequence[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def measure(
+    variants: Sequence[str], calls: int, concurrency: int, server: Upstream
+) -> dict[str, dict[str, Any]]:
+    """Each available variant in a fresh child process: ``{variant: result}``, where a result
+    has ``cpu_us`` (CPU per call), ``calls_per_s``, ``connections`` (opened by the variant)
+    or ``skipped`` / ``failed`` (a reason)."""
+    results: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        if not available(variant):
+            results[variant] = {"skipped": "aiohttp is not installed"}
+            continue
+        before = server.connections()
+        command = [sys.executable, SCRIPT, "--child", variant, "--url", server.url]
+        command += ["--calls", str(calls), "--concurrency", str(concurrency)]
+        out = subprocess.run(  # noqa: S603 - this very script
+            command, capture_output=True, text=True, timeout=CHILD_CAP_SECONDS + 30
+        )
+        if out.returncode != 0:
+            results[variant] = {"failed": out.stderr.strip().splitlines()[-1:] or ["?"]}
+            continue
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        result["connections"] = server.connections() - before - 1  # minus our own count request
+        results[variant] = result
+    return results
+
+
+def versions() -> str:
+    import httpcore
+    import httpx
+
+    return f"httpx {httpx.__version__}, httpcore {httpcore.__version__}"
+
+
+def format_row(variant: str, result: dict[str, Any]) -> str:
+    if "skipped" in result:
+        return f"{variant:<14} (row skipped: {result['skipped']})"
+    if "failed" in result:
+        return f"{variant:<14} FAILED: {result['failed'][0]}"
+    return (
+        f"{variant:<14} {result['cpu_us'] / 1000:>12.2f} {result['calls_per_s']:>9.0f} "
+        f"{result['connections']:>12}"
+    )
+
+
+HEADER = f"{'variant':<14} {'CPU ms/call':>12} {'calls/s':>9} {'connections':>12}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=2000, help="timed calls per variant")
+    parser.add_argument("--concurrency", type=int, default=32, help="callers at once")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
+    parser.add_argument("--serve-fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.serve_fd is not None:
+        asyncio.run(_serve(args.serve_fd))
+        return 0
+    if args.child:
+        _child(args.child, args.url, args.calls, args.concurrency)
+        return 0
+
+    print(
+        f"CPU per upstream call: {args.calls} calls, {args.concurrency} at once, against a "
+        f"trivial server on 127.0.0.1 (Python {platform.python_version()}, {versions()}, "
+        f"{os.cpu_count()} cores)"
+    )
+    print(HEADER)
+    with upstream() as server:
+        results = measure(args.variants.split(","), args.calls, args.concurrency, server)
+    for variant, result in results.items():
+        print(format_row(variant, result))
     return 0
 
 
