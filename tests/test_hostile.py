@@ -1,36 +1,48 @@
 """Hostile input, property-based: whatever a client sends in the credential headers, the answer
-is a 401 (never a 500), and Stack Auth is never asked about a token that cannot be a JWT.
+is a 401 (never a 500), and Stack Auth is never asked about a token the checks before any I/O
+refuse: one that is not an ES256 JWT with this project's audience and a future ``exp``.
 
 Requests go through the real FastAPI app (``httpx.ASGITransport`` passes header bytes through
 untouched, NUL and CR/LF included), with Stack Auth behind an ``httpx.MockTransport`` that counts
-every call. ``cache_ttl=0``, so every accepted token is one upstream call. Hypothesis runs
-derandomized, without an example database, so CI sees the same examples every time.
+every call. ``cache_ttl=0``, so every accepted token is one upstream call (a token Stack
+rejected is remembered for a few seconds: at most one). The project's JWKS answers 404, so remote
+mode runs without its local signature check and well-shaped tokens do reach the stand-in.
+Hypothesis runs derandomized, without an example database, so CI sees the same examples every
+time.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
+import jwt
 import pytest
 from fastapi import Depends, FastAPI
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from fastapi_stack_auth import AuthError, StackAuth, StackUser, current_user, optional_user
-from fastapi_stack_auth._tokens import (
-    MAX_TOKEN_BYTES,
-    AccessToken,
-    credential_from_headers,
-    parse_access_token,
+from fastapi_stack_auth import (
+    AuthError,
+    StackAuth,
+    StackUser,
+    TokenClaims,
+    current_user,
+    optional_user,
 )
+from fastapi_stack_auth._client import StackClient
+from fastapi_stack_auth._jwks import REFETCH_INTERVAL
+from fastapi_stack_auth._tokens import MAX_TOKEN_BYTES, credential_from_headers
+from fastapi_stack_auth._verifiers import RemoteVerifier
 from tests.conftest import PROJECT_ID, USER_ID, mint_token, stack_error, user_body
+from tests.jwt_helpers import KINDS, JwksEndpoint, KeyRing, SigningKey
 
 #: Users Stack knows (the stand-in answers 200 for their well-shaped tokens, 401 otherwise).
 SUBS = (USER_ID, "a0000000-0000-4000-8000-00000000000a", "b0000000-0000-4000-8000-00000000000b")
@@ -40,6 +52,9 @@ CLIENT_FAULTS = frozenset(
 )
 CREDENTIAL_NAMES = (b"authorization", b"x-stack-access-token", b"x-stack-auth")
 FUTURE = int(time.time()) + 3600
+OUR_AUDIENCES = (PROJECT_ID, f"{PROJECT_ID}:restricted", f"{PROJECT_ID}:anon")
+JWKS_PATH = f"/api/v1/projects/{PROJECT_ID}/.well-known/jwks.json"
+COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 HOSTILE = settings(
     max_examples=150,
@@ -61,21 +76,45 @@ FAST = settings(HOSTILE, max_examples=300)
 # --- the app and the counting stand-in --------------------------------------------------------
 
 
+def unverified_sub(token: str) -> str:
+    """The ``sub`` of ``token``, read without any check of ours."""
+    sub: str = jwt.decode(token, options={"verify_signature": False})["sub"]
+    return sub
+
+
+def worth_asking(token: str) -> bool:
+    """Whether ``token`` is one Stack may be asked about: at most ``MAX_TOKEN_BYTES`` of three
+    base64url segments, an ES256 JWT whose claims have the shape of a Stack token, this
+    project's audience and an ``exp`` still to come."""
+    if len(token) > MAX_TOKEN_BYTES or not COMPACT_JWS.fullmatch(token):
+        return False
+    try:
+        header = jwt.get_unverified_header(token)
+        claims = TokenClaims.model_validate(jwt.decode(token, options={"verify_signature": False}))
+    except (jwt.InvalidTokenError, ValueError):  # pydantic's ValidationError is a ValueError
+        return False
+    return header.get("alg") == "ES256" and claims.aud in OUR_AUDIENCES and claims.exp > time.time()
+
+
 @dataclass
 class Upstream:
-    """Stack Auth's ``GET /users/me``, counting calls and checking what it is sent."""
+    """Stack Auth: ``GET /users/me`` counting calls and checking what it is sent; the project's
+    JWKS answers 404 (counted apart)."""
 
     tokens: list[str] = field(default_factory=list)
-    unparsable: list[str] = field(default_factory=list)
+    unworthy: list[str] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/api/v1/users/me":
+            self.others.append(request.url.path)
+            return httpx.Response(404, text="Not found")
         token = request.headers.get("x-stack-access-token", "")
         self.tokens.append(token)
-        try:
-            sub = parse_access_token(token).claims.sub
-        except AuthError:
-            self.unparsable.append(token)  # must never happen
+        if not worth_asking(token):
+            self.unworthy.append(token)  # must never happen
             return stack_error(401, "UNPARSABLE_ACCESS_TOKEN")
+        sub = unverified_sub(token)
         if sub in SUBS:
             return httpx.Response(200, json=user_body(id=sub))
         return stack_error(401, "UNPARSABLE_ACCESS_TOKEN")
@@ -90,10 +129,11 @@ class Harness:
         self, headers: list[tuple[bytes, bytes]], path: str = "/me"
     ) -> tuple[httpx.Response, list[str]]:
         """One request; the response and the tokens Stack Auth was asked about for it."""
-        before = len(self.upstream.tokens)
+        before, others = len(self.upstream.tokens), len(self.upstream.others)
         response = await self.client.get(path, headers=headers)
         assert response.status_code != 500, response.text
-        assert not self.upstream.unparsable, "a token that is not a JWT went upstream"
+        assert not self.upstream.unworthy, "a token the checks before I/O refuse went upstream"
+        assert self.upstream.others[others:] == []  # no other call (the JWKS) per request
         return response, self.upstream.tokens[before:]
 
 
@@ -120,6 +160,7 @@ async def harness(stack_settings: dict[str, Any]) -> AsyncIterator[Harness]:
         # raise_app_exceptions (the default): an unhandled exception fails the example.
         app = httpx.ASGITransport(app=build_app(stack))
         async with httpx.AsyncClient(transport=app, base_url="http://app.test") as client:
+            assert set(upstream.others) == {JWKS_PATH}  # asked at startup, and not found
             yield Harness(client, upstream)
 
 
@@ -133,20 +174,43 @@ def assert_client_fault(response: httpx.Response, code: str | None = None) -> No
     assert response.headers["www-authenticate"].startswith('Bearer realm="stack-auth"')
 
 
-def expected_outcome(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
+class Asked(Exception):
+    """Raised by ``NoStack``: the token passed every check before I/O."""
+
+
+class NoStack:
+    """A ``StackClient`` for ``RemoteVerifier`` that says when it would be asked."""
+
+    async def get_current_user(self, raw: str) -> dict[str, Any]:
+        raise Asked
+
+
+#: The remote verifier's checks before any I/O, alone.
+PRE_IO = RemoteVerifier(cast(StackClient, NoStack()), PROJECT_ID)
+
+
+async def pre_io(raw: str) -> str | None:
+    """The code the checks before I/O refuse ``raw`` with, or ``None`` when it passes them."""
+    try:
+        await PRE_IO.verify(raw)
+    except AuthError as error:
+        return error.code if error.status_code == 401 else f"HTTP {error.status_code}"
+    except Asked:
+        return None
+    raise AssertionError("NoStack answered")
+
+
+async def expected_outcome(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, bool]:
     """(the code a client fault must have or ``None``, whether Stack may be asked at all)
-    per the library's own pre-I/O checks."""
+    per the library's own checks before I/O."""
     try:
         raw = credential_from_headers(headers)
     except AuthError as error:
         return error.code, False
     if raw is None:
         return "NOT_AUTHENTICATED", False
-    try:
-        parse_access_token(raw)
-    except AuthError as error:
-        return error.code, False
-    return None, True
+    code = await pre_io(raw)
+    return code, code is None
 
 
 # --- strategies --------------------------------------------------------------------------------
@@ -344,7 +408,7 @@ request_headers = st.lists(
 async def test_any_credential_headers_give_a_401_and_no_upstream_call_for_non_jwts(
     harness: Harness, headers: list[tuple[bytes, bytes]]
 ) -> None:
-    code, may_ask_stack = expected_outcome(headers)
+    code, may_ask_stack = await expected_outcome(headers)
     response, asked = await harness.send(headers)
     if not may_ask_stack:
         assert asked == []
@@ -365,7 +429,7 @@ async def test_any_credential_headers_give_a_401_and_no_upstream_call_for_non_jw
 @given(value=header_values)
 async def test_each_header_alone_with_any_value(harness: Harness, value: bytes) -> None:
     for name in CREDENTIAL_NAMES:
-        code, may_ask_stack = expected_outcome([(name, value)])
+        code, may_ask_stack = await expected_outcome([(name, value)])
         response, asked = await harness.send([(name, value)])
         if not may_ask_stack:
             assert asked == []
@@ -386,7 +450,7 @@ async def test_token_parsing_through_every_shape(harness: Harness, token: str, s
         "bearer": (b"authorization", b"Bearer " + encoded(token)),
         "stackauth": (b"authorization", b"Bearer stackauth_" + base64.b64encode(encoded(sdk))),
     }[shape]
-    code, may_ask_stack = expected_outcome([value])
+    code, may_ask_stack = await expected_outcome([value])
     response, asked = await harness.send([value])
     if not may_ask_stack:
         assert asked == []  # rejected before any I/O
@@ -493,7 +557,7 @@ async def test_mixed_credentials_follow_the_documented_order(
     else:
         assert response.status_code == 200, response.text
         assert asked == [winner]
-        assert response.json()["id"] == parse_access_token(winner).claims.sub
+        assert response.json()["id"] == unverified_sub(winner)
     # The optional route agrees, and is public only when nothing at all is sent.
     optional, _ = await harness.send([h for h in headers if h is not None], "/hello")
     assert optional.status_code == 200
@@ -551,26 +615,134 @@ def test_credential_from_headers_raises_only_401s(headers: list[tuple[bytes, byt
 @given(raw=st.one_of(st.text(max_size=300), jwt_like(), st.binary(max_size=200).map(b64url)))
 @example(raw="a" * (MAX_TOKEN_BYTES + 1))
 @example(raw="e30.e30.\x00")
-def test_parse_access_token_raises_only_401s(raw: str) -> None:
-    refused: AuthError | None = None
-    try:
-        token = parse_access_token(raw)
-    except AuthError as error:
-        refused = error
-    if refused is not None:
-        assert refused.status_code == 401
-        assert refused.code == "INVALID_TOKEN"
+@example(raw="\ud800.e30.e30")
+async def test_the_checks_before_io_raise_only_401s(raw: str) -> None:
+    """Whatever ``StackAuth.authenticate`` is given (not only what a header can hold)."""
+    code = await pre_io(raw)
+    if code is not None:
+        assert code in ("INVALID_TOKEN", "TOKEN_EXPIRED")
         return
-    # What it accepts has the shape of a Stack token, and nothing else.
-    assert isinstance(token, AccessToken)
-    assert len(raw) <= MAX_TOKEN_BYTES
-    assert token.header["alg"] == "ES256"
-    assert isinstance(token.claims.sub, str)
-    assert isinstance(token.claims.aud, str)
-    assert isinstance(token.claims.exp, int)
-    header, payload, signature = raw.split(".")
-    for part in (header, payload, signature):
-        try:
-            base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-        except (binascii.Error, ValueError):
-            pytest.fail("accepted a segment that is not base64url")
+    # What they let through has the shape of a Stack token for this project, and nothing else.
+    assert worth_asking(raw)
+
+
+# --- with the project's JWKS: remote mode's signature check, and JWT mode ----------------------
+
+#: The project's signing keys (the stand-in serves their JWKS), and tokens they really signed.
+RING = KeyRing()
+signed = st.builds(
+    lambda kind, sub: RING.mint(kind, sub=sub),
+    kind=st.sampled_from(KINDS),
+    sub=st.sampled_from(SUBS),
+)
+
+
+@st.composite
+def tampered(draw: st.DrawFn) -> str:
+    """A token the ring signed, then changed the way an attacker would."""
+    token = draw(signed)
+    header, payload, signature = token.split(".")
+    how = draw(st.integers(0, 6))
+    if how == 0:  # another header: alg, kid, crit, anything
+        header = b64url(json.dumps(draw(jose_headers)).encode())
+    elif how == 1:  # other claims under the real signature
+        payload = b64url(json.dumps(draw(claims)).encode())
+    elif how == 2:  # one character of the signature changed
+        i = draw(st.integers(0, len(signature) - 1))
+        signature = signature[:i] + ("A" if signature[i] != "A" else "B") + signature[i + 1 :]
+    elif how == 3:  # a shorter or longer signature
+        signature = signature[: draw(st.integers(0, len(signature)))] + draw(
+            st.text("AQgw_-", max_size=8)
+        )
+    elif how == 4:  # padded: the same token, spelled another way
+        header, payload = header + "=" * (-len(header) % 4), payload + "=" * (-len(payload) % 4)
+    elif how == 5:  # an unknown key id (a refetch of the JWKS, rate-limited)
+        kid = draw(st.text(max_size=200) | st.sampled_from(["", "x" * 128, "x" * 129]))
+        header = b64url(json.dumps({"alg": "ES256", "kid": kid}).encode())
+    else:  # a signature of another key of the project (another audience's)
+        other = RING.keys[draw(st.sampled_from(KINDS))][1]
+        signature = b64url(other.sign(f"{header}.{payload}".encode()))
+    return f"{header}.{payload}.{signature}"
+
+
+def shaped(token: str, shape: str) -> tuple[bytes, bytes]:
+    sdk = json.dumps({"accessToken": token, "refreshToken": "rt"})
+    return {
+        "header": (b"x-stack-access-token", encoded(token)),
+        "sdk": (b"x-stack-auth", encoded(sdk)),
+        "bearer": (b"authorization", b"Bearer " + encoded(token)),
+        "stackauth": (b"authorization", b"Bearer stackauth_" + base64.b64encode(encoded(sdk))),
+    }[shape]
+
+
+@dataclass
+class SignedUpstream(Upstream):
+    """``Upstream``, serving ``RING``'s JWKS; ``/users/me`` is asked only about tokens the ring
+    signed exactly as they are sent."""
+
+    jwks: JwksEndpoint = field(default_factory=lambda: JwksEndpoint(RING))
+    forged: list[str] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == JWKS_PATH:
+            return self.jwks(request)
+        if request.url.path == "/api/v1/users/me":
+            token = request.headers.get("x-stack-access-token", "")
+            if not any(signed_by(key, token) for keys in RING.keys.values() for key in keys):
+                self.forged.append(token)  # must never happen
+        return super().__call__(request)
+
+
+def signed_by(key: SigningKey, token: str) -> bool:
+    try:
+        jwt.decode(
+            token,
+            key.private.public_key(),
+            algorithms=["ES256"],
+            options={"verify_exp": False, "verify_aud": False, "verify_iat": False},
+        )
+    except jwt.InvalidTokenError:
+        return False
+    return "=" not in token
+
+
+@settings(HOSTILE, max_examples=100)
+@given(
+    headers=request_headers
+    | st.tuples(signed | tampered(), st.sampled_from(["header", "sdk", "bearer", "stackauth"])).map(
+        lambda case: [shaped(*case)]
+    ),
+)
+@pytest.mark.parametrize("verify", ["remote", "jwt"])
+async def test_with_the_jwks_no_forgery_costs_a_call(
+    stack_settings: dict[str, Any], verify: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Remote mode checks signatures before asking Stack once the JWKS is loaded; JWT mode
+    never asks it. Either way: a 401 (never a 500) for anything not signed by the project,
+    Stack asked only about tokens it signed, and the JWKS fetched at most once per refetch
+    interval whatever ``kid`` a client makes up."""
+    upstream = SignedUpstream()
+    settings = {**stack_settings, "verify": verify, "cache_ttl": 0}
+    started = time.monotonic()
+    async with StackAuth(**settings, transport=httpx.MockTransport(upstream)) as stack:
+        transport = httpx.ASGITransport(app=build_app(stack))
+        async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as client:
+            response = await client.get("/me", headers=headers)
+    assert response.status_code in (200, 401, 403), response.text
+    if response.status_code == 401:
+        assert_client_fault(response)
+    if response.status_code == 403:  # a token the project signed, of a user not let in here
+        assert response.json()["code"] in (
+            "ANONYMOUS_USER_NOT_ALLOWED",
+            "RESTRICTED_USER_NOT_ALLOWED",
+        )
+    assert upstream.unworthy == []
+    assert upstream.forged == []
+    if verify == "jwt":
+        assert upstream.tokens == []
+    else:
+        assert len(upstream.tokens) <= 1
+    # Key-set refreshes: the most requests for any one set (a refresh may ask for several).
+    refreshes = max(Counter(str(r.url.params) for r in upstream.jwks.requests).values())
+    assert refreshes <= 2 + int((time.monotonic() - started) // REFETCH_INTERVAL)
+    event(f"{verify}: {response.status_code}, Stack asked {len(upstream.tokens)} times")
