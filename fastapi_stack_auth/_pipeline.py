@@ -1,11 +1,15 @@
 """The per-request pipeline: cache → verifier → policy, for one raw access token.
 
-Plain async Python: it knows no FastAPI. It raises ``AuthError`` for a token it rejects and
-the library's other exceptions for what went wrong on the way; the dependencies (the edge)
-turn every one of them into an HTTP or WebSocket answer.
+Plain async Python: it knows no FastAPI. It raises ``AuthError`` for a token it rejects itself
+and the library's other exceptions for Stack's verdicts and what went wrong on the way; the
+edge (the dependencies, the app's exception handler, ``StackAuth.authenticate``) turns every
+one of them into an answer with ``errors.to_auth_error``.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 from cachetools import TTLCache
 
@@ -51,6 +55,7 @@ class Pipeline:
         stale: StaleIdentities | None = None,
         allow_anonymous: bool = False,
         allow_restricted: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.verifier = verifier
         self.cache = cache

@@ -264,9 +264,14 @@ class StackAuth:
     # --- for code outside a dependency --------------------------------------------------------
 
     async def authenticate(self, raw_token: str) -> Identity:
-        """The identity behind ``raw_token`` (no anonymous/restricted policy applied); raises
-        this library's exceptions (``AuthError`` for a token it rejects)."""
-        return await self.pipeline.authenticate(raw_token)
+        """The identity behind ``raw_token`` (no anonymous/restricted policy applied).
+
+        Raises ``AuthError``, as a route would answer (401, 500, 502, 503 ...).
+        """
+        try:
+            return await self.pipeline.authenticate(raw_token)
+        except StackAuthError as exc:
+            raise to_auth_error(exc) from None
 
     async def fetch_user(self, credential: str | HTTPConnection) -> StackUser:
         """The full, current profile of the user behind ``credential`` (a raw access token, or
@@ -275,16 +280,20 @@ class StackAuth:
         In remote mode that is the user ``current_user`` already has: no extra call. In JWT mode
         the token is verified locally first, then Stack is asked; the answer is cached for
         ``cache_ttl`` seconds (never past ``exp``). Needs ``STACK_SECRET_SERVER_KEY``. The
-        anonymous/restricted policy is not applied: ``Depends(full_user)`` does that.
+        anonymous/restricted policy is not applied: ``Depends(full_user)`` does that. Raises
+        ``AuthError`` as ``authenticate`` does.
         """
-        if isinstance(credential, str):
-            raw: str | None = credential
-        else:
-            raw = credential_from_headers(credential.scope["headers"])
-        if raw is None:
-            raise not_authenticated()
-        pipeline = self.pipeline
-        return await pipeline.full_profile(raw, await pipeline.authenticate(raw))
+        try:
+            if isinstance(credential, str):
+                raw: str | None = credential
+            else:
+                raw = credential_from_headers(credential.scope["headers"])
+            if raw is None:
+                raise not_authenticated()
+            pipeline = self.pipeline
+            return await pipeline.full_profile(raw, await pipeline.authenticate(raw))
+        except StackAuthError as exc:
+            raise to_auth_error(exc) from None
 
 
 async def _error_response(request: Request, exc: StackAuthError) -> JSONResponse:
