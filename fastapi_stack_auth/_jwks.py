@@ -1,12 +1,18 @@
-"""The project's JSON Web Key Set (``GET /projects/{id}/.well-known/jwks.json``, public keys of
-all three audiences, no credential needed): fetched, turned into key objects, cached.
+"""The project's JSON Web Key Sets (``GET /projects/{id}/.well-known/jwks.json``, no credential
+needed): fetched, turned into key objects, cached, each key with the audience it signs for.
 
+- Stack signs each audience (``{id}``, ``{id}:restricted``, ``{id}:anon``) with its own keys and
+  verifies a token only with the keys of its ``aud``. The plain set holds the normal users' keys,
+  ``include_restricted=true`` adds the restricted users', ``include_anonymous=true`` the
+  anonymous users' too: each refresh asks for all three at once (3 concurrent requests) and
+  gives each key the audience of the first set it appears in.
 - Fresh for ``Cache-Control: max-age`` minus ``Age``, clamped; a stale set is still served
   while one background fetch revalidates it.
 - An unknown ``kid`` triggers a refetch, but at most one starts per ``REFETCH_INTERVAL`` and
   concurrent misses share it: a flood of random ``kid`` values cannot make us hammer Stack.
-- A failed fetch keeps the last good keys. Before any set was loaded, the failure (503/502) is
-  raised, and repeated for ``RETRY_DELAY`` seconds rather than retried by every request.
+- A fetch fails when any of its three requests fails, and the last good keys stay. Before any
+  set was loaded, the failure (503/502) is raised, and repeated for ``RETRY_DELAY`` seconds
+  rather than retried by every request.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -39,6 +45,13 @@ REFETCH_INTERVAL = 30.0
 RETRY_DELAY = 2.0
 #: Longest ``kid`` we look up at all (Stack's are 12 characters).
 MAX_KID_LENGTH = 128
+
+#: The three key sets of a refresh, and the ``aud`` suffix of the keys each one adds.
+_KEY_SETS: tuple[tuple[dict[str, str], str], ...] = (
+    ({}, ""),
+    ({"include_restricted": "true"}, ":restricted"),
+    ({"include_anonymous": "true"}, ":anon"),
+)
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _MAX_AGE = re.compile(r'max-age\s*=\s*"?(\d+)"?')
@@ -97,6 +110,27 @@ def parse_jwks(body: Any) -> dict[str, ec.EllipticCurvePublicKey]:
     return keys
 
 
+def audience_keys(
+    bodies: Sequence[Any], project_id: str
+) -> dict[str, tuple[ec.EllipticCurvePublicKey, str]]:
+    """``{kid: (key, aud)}`` from the answers for the plain, ``include_restricted`` and
+    ``include_anonymous`` sets: a key belongs to the audience of the first set holding it. A
+    ``kid`` naming two different keys is dropped. ``StackBadResponseError`` as ``parse_jwks``."""
+    keys: dict[str, tuple[ec.EllipticCurvePublicKey, str]] = {}
+    conflicts: set[str] = set()
+    for body, (_, suffix) in zip(bodies, _KEY_SETS, strict=True):
+        for kid, key in parse_jwks(body).items():
+            if kid not in keys:
+                keys[kid] = (key, project_id + suffix)
+            elif keys[kid][0].public_numbers() != key.public_numbers():
+                conflicts.add(kid)
+    for kid in conflicts:
+        del keys[kid]
+    if not keys:
+        raise StackBadResponseError("the JWKS has no usable ES256 key")
+    return keys
+
+
 def freshness(headers: Mapping[str, str]) -> float:
     """Seconds a JWKS answer stays fresh, from ``Cache-Control`` and ``Age``, clamped."""
     cache_control = headers.get("cache-control", "").lower()
@@ -112,15 +146,17 @@ def freshness(headers: Mapping[str, str]) -> float:
 
 class JwksCache:
     """The project's public signing keys, by ``kid``: ``cached(kid)`` without I/O, ``get(kid)``
-    also loading or refetching. ``clock`` (monotonic seconds) is there for tests to move."""
+    also loading or refetching, ``audience_of(kid)`` the ``aud`` a key signs for. ``clock``
+    (monotonic seconds) is there for tests to move."""
 
     def __init__(
         self, client: StackClient, project_id: str, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._client = client
+        self._project_id = project_id
         self._path = f"/projects/{quote(project_id, safe='')}/.well-known/jwks.json"
         self._clock = clock
-        self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
+        self._keys: dict[str, tuple[ec.EllipticCurvePublicKey, str]] = {}
         self._fresh_until = self._next_fetch_at = -math.inf
         self._last_error: StackAuthError | None = None
         self._task: asyncio.Task[None] | None = None
@@ -137,9 +173,17 @@ class JwksCache:
         """The ``kid`` values of the current key set."""
         return frozenset(self._keys)
 
+    def audience_of(self, kid: str) -> str | None:
+        """The ``aud`` (``{id}``, ``{id}:restricted`` or ``{id}:anon``) whose tokens the key
+        ``kid`` of the current set signs, without I/O; ``None``: unknown ``kid``. A token is
+        genuine only if this is its own ``aud``."""
+        entry = self._keys.get(kid)
+        return None if entry is None else entry[1]
+
     def cached(self, kid: str) -> ec.EllipticCurvePublicKey | None:
         """The key for ``kid`` in the current set, without I/O or waiting."""
-        key = self._keys.get(kid)
+        entry = self._keys.get(kid)
+        key = None if entry is None else entry[0]
         now = self._clock()
         # A stale set is still used; one background fetch revalidates it, rate-limited.
         if key is not None and now >= max(self._fresh_until, self._next_fetch_at):
@@ -152,7 +196,7 @@ class JwksCache:
         key set was ever loaded."""
         if not self.loaded:
             await self.load()
-            return self._keys.get(kid)
+            return self.cached(kid)
         key = self.cached(kid)
         if key is not None or len(kid) > MAX_KID_LENGTH:
             return key
@@ -163,7 +207,7 @@ class JwksCache:
             await asyncio.shield(self._start_fetch(now))
         except StackAuthError:
             return None  # logged by _fetch_done; the last good keys stay in use
-        return self._keys.get(kid)
+        return self.cached(kid)
 
     async def load(self) -> None:
         """Fetch the first key set (at startup or first use). A failure is raised, and raised
@@ -198,17 +242,24 @@ class JwksCache:
 
     async def _fetch(self) -> None:
         try:
-            body, headers = await self._client.get_public(
-                self._path, params={"include_anonymous": "true"}
+            results = await asyncio.gather(
+                *(self._client.get_public(self._path, params=query) for query, _ in _KEY_SETS),
+                return_exceptions=True,
             )
-            keys = parse_jwks(body)
+            answers: list[tuple[Any, Mapping[str, str]]] = []
+            for result in results:  # all three have settled: the first failure is the fetch's
+                if isinstance(result, BaseException):
+                    raise result
+                answers.append(result)
+            keys = audience_keys([body for body, _ in answers], self._project_id)
         except StackAuthError as exc:
             self._last_error = exc
             if not self.loaded:
                 self._next_fetch_at = self._clock() + RETRY_DELAY
             raise
         self._keys, self.loaded, self._last_error = keys, True, None
-        self._fresh_until = self._clock() + freshness(headers)
+        ttl = min(freshness(headers) for _, headers in answers)
+        self._fresh_until = self._clock() + ttl
 
     def _fetch_done(self, task: asyncio.Task[None]) -> None:
         if self._task is task:

@@ -3,9 +3,12 @@
 PyJWT does the JOSE work: the algorithm pinned to ES256 (``none``, ``HS256`` and the rest are
 refused whatever the header says), the signature with the key named by ``kid`` (we build the
 key objects from the JWKS ourselves, see ``_jwks``), ``exp`` (required), ``nbf`` and ``iat``
-with ``leeway`` seconds of clock skew, ``aud`` and ``iss``. What is Stack's own is checked here:
-the issuer matches the audience's user type (``{id}``, ``{id}:restricted``, ``{id}:anon``), the
-user flags agree with it, ``branch_id`` is ``main`` and ``project_id`` is ours.
+with ``leeway`` seconds of clock skew, and ``aud``. What is Stack's own is checked here: the
+signing key is one Stack publishes for the token's ``aud`` (each audience has its own keys), the
+issuer is the one of that audience (``{id}``, ``{id}:restricted``, ``{id}:anon``) under Stack's
+URL (``issuer_url``, else ``api_url``; scheme, host and port compared case-insensitively and
+without a default port), the user flags agree with it, ``branch_id`` is ``main`` and
+``project_id`` is ours.
 
 Restricted and anonymous users' tokens are verified like any other; whether they are let in is
 the policy's decision (403), as in remote mode.
@@ -13,14 +16,50 @@ the policy's decision (403), as in remote mode.
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from typing import Any
 
+import httpx
 import jwt
 
 from ._jwks import MAX_KID_LENGTH, JwksCache
 from ._tokens import read_claims, read_header
 from .errors import AuthError, invalid_token, token_expired
 from .models import Identity, StackUser, TokenClaims
+
+logger = logging.getLogger("fastapi_stack_auth")
+
+#: At most one issuer-mismatch warning per this many seconds (per verifier).
+ISSUER_WARNING_INTERVAL = 60.0
+#: Longest issuer quoted in that warning.
+MAX_LOGGED_ISSUER = 200
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def split_url(url: str) -> tuple[str, str] | None:
+    """``(origin, path)`` of an absolute http(s) URL, the origin spelled one way (scheme and
+    host in lower case, IDNA host as ASCII, no default port); ``None`` for anything else,
+    including a URL with user info, a query or a fragment. The path is left as it is."""
+    try:
+        parsed = httpx.URL(url)
+        scheme, host, port = parsed.scheme.lower(), parsed.raw_host.decode("ascii"), parsed.port
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None
+    if scheme not in _DEFAULT_PORTS or not host or parsed.userinfo or "?" in url or "#" in url:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    return f"{scheme}://{host.lower()}", parsed.raw_path.decode("ascii")
+
+
+def _printable(text: str) -> str:
+    """``text`` fit for a log line: control characters dropped, length capped."""
+    clean = "".join(char for char in text[:MAX_LOGGED_ISSUER] if char.isprintable())
+    return clean + ("..." if len(text) > MAX_LOGGED_ISSUER else "")
 
 
 def issuers(api_url: str, project_id: str) -> dict[str, tuple[str, str]]:
@@ -42,6 +81,9 @@ class JwtVerifier:
     The identity's ``user`` is built from the claims (``StackUser.from_claims``) and marked
     ``snapshot``. It cannot know about a session revoked, a password changed or a user deleted
     since the token was issued; that shows only at ``exp`` (10 minutes by default).
+
+    ``issuer_url`` is the base URL Stack puts in ``iss`` (its own public URL) when this app
+    reaches Stack by another one (``api_url``, e.g. an internal hostname); ``None``: ``api_url``.
     """
 
     def __init__(
@@ -50,13 +92,19 @@ class JwtVerifier:
         *,
         project_id: str,
         api_url: str,
+        issuer_url: str | None = None,
         leeway: float = 5.0,
     ) -> None:
+        base = split_url(issuer_url or api_url)
+        if base is None or base[1].strip("/"):
+            raise ValueError(
+                f"{'issuer_url' if issuer_url else 'api_url'} must be a bare http(s) base URL"
+            )
         self.jwks = jwks
         self._project_id = project_id
-        self._audiences = issuers(api_url, project_id)
-        self._issuers = [iss for _, iss in self._audiences.values()]
+        self._audiences = issuers(base[0], project_id)
         self._leeway = leeway
+        self._issuer_warned_at = -math.inf
 
     async def verify(self, raw: str) -> Identity:
         """Verify ``raw`` or raise ``AuthError`` 401 (or ``StackAuthError`` when the JWKS
@@ -75,6 +123,9 @@ class JwtVerifier:
         if key is None:
             raise invalid_token("The access token is signed with an unknown key")
         claims = read_claims(self._decode(raw, key))
+        # As Stack: a key verifies only the tokens of its own audience (no await since `key`).
+        if self.jwks.audience_of(kid) != claims.aud:
+            raise invalid_token("The access token is signed with another audience's key")
         self._check_stack_claims(claims)
         return Identity(claims=claims, user=StackUser.from_claims(claims), snapshot=True)
 
@@ -85,9 +136,8 @@ class JwtVerifier:
                 key,
                 algorithms=["ES256"],
                 audience=list(self._audiences),
-                issuer=self._issuers,
                 leeway=self._leeway,
-                options={"require": ["exp", "sub", "aud"]},
+                options={"require": ["exp", "sub", "aud", "iss"]},
             )
         except jwt.InvalidTokenError as exc:
             raise self._rejection(exc, raw) from None
@@ -106,15 +156,14 @@ class JwtVerifier:
             if isinstance(aud, str) and aud.split(":", 1)[0] == self._project_id:
                 return invalid_token("The access token has an unexpected audience")
             return invalid_token("The access token was issued for another project")
-        if isinstance(exc, jwt.InvalidIssuerError):
-            return invalid_token("The access token has an unexpected issuer")
         if isinstance(exc, jwt.DecodeError):
             return invalid_token("The access token is not a JWT")
         return invalid_token("The access token lacks the claims of a Stack Auth token")
 
     def _check_stack_claims(self, claims: TokenClaims) -> None:
         user_type, issuer = self._audiences[claims.aud]  # PyJWT checked aud is one of them
-        if claims.iss != issuer:
+        if claims.iss is None or split_url(claims.iss) != split_url(issuer):
+            self._warn_issuer(issuer, claims.iss)
             raise invalid_token("The access token has an unexpected issuer")
         if claims.project_id is not None and claims.project_id != self._project_id:
             raise invalid_token("The access token was issued for another project")
@@ -134,3 +183,17 @@ class JwtVerifier:
             actual = "normal"
         if actual != user_type:
             raise invalid_token("The access token's audience does not match its user")
+
+    def _warn_issuer(self, expected: str, came: str | None) -> None:
+        # A genuine token (its signature checked) with another issuer: most likely STACK_API_URL
+        # is not the URL Stack puts in its tokens. Said once a minute, not once per request.
+        now = time.monotonic()
+        if now < self._issuer_warned_at + ISSUER_WARNING_INTERVAL:
+            return
+        self._issuer_warned_at = now
+        logger.warning(
+            "Rejected a Stack Auth token issued by %r; expected %r. If Stack Auth's public URL "
+            "differs from STACK_API_URL, set STACK_JWT_ISSUER_URL to it.",
+            _printable(str(came)),
+            expected,
+        )

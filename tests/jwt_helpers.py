@@ -1,8 +1,9 @@
 """Real ES256 tokens and a JWKS to check them against, for the JWT-mode tests.
 
 ``KeyRing`` holds a project's key pairs the way Stack Auth does (two per audience, the first
-one signs) and mints tokens with them; ``jwks_app`` serves its public half as Stack's JWKS
-endpoint, as an ASGI app for a real loopback server or as a respx side effect.
+one signs) and mints tokens with them; ``JwksEndpoint`` serves its public half as Stack's JWKS
+endpoint does (the plain set, ``include_restricted``, ``include_anonymous``), as a respx side
+effect or, through ``jwks_app``, as an ASGI app for a real loopback server.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import secrets
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,10 +173,11 @@ class KeyRing:
     def signer(self, kind: str = "normal") -> SigningKey:
         return self.keys[kind][0]
 
-    def jwks(self, *, minimal: bool = False) -> dict[str, Any]:
-        """The public JWKS with ``include_anonymous=true``: normal, restricted, anonymous."""
+    def jwks(self, kinds: tuple[str, ...] = KINDS, *, minimal: bool = False) -> dict[str, Any]:
+        """The public JWKS of ``kinds``' keys, in Stack's order; by default every audience's
+        (what ``include_anonymous=true`` answers)."""
         return {
-            "keys": [key.public_jwk(minimal=minimal) for kind in KINDS for key in self.keys[kind]]
+            "keys": [key.public_jwk(minimal=minimal) for kind in kinds for key in self.keys[kind]]
         }
 
     def mint(self, kind: str = "normal", **claims: Any) -> str:
@@ -188,9 +191,26 @@ class KeyRing:
         return key
 
 
+def kinds_asked(request: httpx.Request) -> tuple[str, ...] | None:
+    """The audiences whose keys Stack's JWKS endpoint answers ``request`` with: the normal
+    users' by default, the restricted users' too with ``include_restricted=true``, and the
+    anonymous users' too with ``include_anonymous=true``. ``None``: a parameter Stack refuses
+    (``SCHEMA_ERROR``)."""
+    params = request.url.params
+    if any(
+        name not in ("include_restricted", "include_anonymous") or value not in ("true", "false")
+        for name, value in params.multi_items()
+    ):
+        return None
+    if params.get("include_anonymous") == "true":
+        return KINDS
+    return KINDS[:2] if params.get("include_restricted") == "true" else KINDS[:1]
+
+
 @dataclass
 class JwksEndpoint:
-    """Stack's JWKS endpoint for a ``KeyRing``; records what it was asked."""
+    """Stack's JWKS endpoint for a ``KeyRing``; records what it was asked. ``respond``, when
+    set, answers instead (for every set asked)."""
 
     ring: KeyRing
     requests: list[httpx.Request] = field(default_factory=list)
@@ -201,13 +221,31 @@ class JwksEndpoint:
         self.requests.append(request)
         if self.respond is not None:
             return self.respond(request)
+        return self.answer(request)
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        """Stack's answer to ``request`` (what is served unless ``respond`` is set)."""
+        kinds = kinds_asked(request)
+        if kinds is None:
+            return httpx.Response(
+                400,
+                json={"code": "SCHEMA_ERROR", "error": "Request validation failed"},
+                headers={"x-stack-known-error": "SCHEMA_ERROR"},
+            )
         return httpx.Response(
-            200, json=self.ring.jwks(), headers={"cache-control": self.ring.cache_control}
+            200, json=self.ring.jwks(kinds), headers={"cache-control": self.ring.cache_control}
         )
 
     @property
     def calls(self) -> int:
+        """HTTP requests received (a key-set refresh makes three)."""
         return len(self.requests)
+
+    @property
+    def fetches(self) -> int:
+        """Key-set refreshes seen: the most requests for any one of Stack's three sets."""
+        asked = Counter(str(request.url.params) for request in self.requests)
+        return max(asked.values(), default=0)
 
 
 def jwks_app(endpoint: JwksEndpoint) -> Callable[..., Any]:

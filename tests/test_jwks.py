@@ -1,10 +1,12 @@
-"""JWKS fetching and caching: through the shared client, per Cache-Control, rate-limited
-refetches, last good keys kept; over respx and over a real loopback server."""
+"""JWKS fetching and caching: Stack's three key sets per fetch, each key with its audience,
+through the shared client, per Cache-Control, rate-limited refetches, last good keys kept; over
+respx and over a real loopback server."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -15,11 +17,27 @@ import pytest
 import respx
 
 from fastapi_stack_auth._client import StackClient
-from fastapi_stack_auth._jwks import JwksCache, _coordinate, es256_public_key, freshness, parse_jwks
+from fastapi_stack_auth._jwks import (
+    JwksCache,
+    _coordinate,
+    audience_keys,
+    es256_public_key,
+    freshness,
+    parse_jwks,
+)
 from fastapi_stack_auth._settings import load_settings
 from fastapi_stack_auth.errors import StackAPIError, StackBadResponseError, StackUnavailableError
 from tests.conftest import PROJECT_ID, PUBLISHABLE_KEY, SECRET_KEY
-from tests.jwt_helpers import JWKS_PATH, JwksEndpoint, KeyRing, SigningKey, b64url, jwks_app
+from tests.jwt_helpers import (
+    CONTRACT_FIXTURES,
+    JWKS_PATH,
+    KINDS,
+    JwksEndpoint,
+    KeyRing,
+    SigningKey,
+    b64url,
+    jwks_app,
+)
 from tests.servers import serve_in_thread
 
 
@@ -63,6 +81,20 @@ def unavailable(_request: httpx.Request) -> httpx.Response:
     return httpx.Response(503, text="down")
 
 
+#: The query of each of Stack's three key sets, as a fetch asks for them.
+KEY_SET_QUERIES = [{}, {"include_restricted": "true"}, {"include_anonymous": "true"}]
+AUDIENCES = {
+    "normal": PROJECT_ID,
+    "restricted": f"{PROJECT_ID}:restricted",
+    "anonymous": f"{PROJECT_ID}:anon",
+}
+
+
+def ring_bodies(ring: KeyRing) -> list[dict[str, Any]]:
+    """What Stack answers for its plain, ``include_restricted`` and ``include_anonymous`` sets."""
+    return [ring.jwks(KINDS[:1]), ring.jwks(KINDS[:2]), ring.jwks()]
+
+
 # --- fetching ----------------------------------------------------------------------------------
 
 
@@ -70,26 +102,58 @@ async def test_fetches_every_audience_without_our_credentials(
     cache: JwksCache, endpoint: JwksEndpoint, ring: KeyRing
 ) -> None:
     await cache.load()
-    assert endpoint.calls == 1
-    request = endpoint.requests[0]
-    assert request.method == "GET"
-    assert request.url.path == JWKS_PATH
-    assert dict(request.url.params) == {"include_anonymous": "true"}
-    headers = {name.lower() for name in request.headers}
-    for forbidden in (
-        "x-stack-access-type",
-        "x-stack-project-id",
-        "x-stack-secret-server-key",
-        "x-stack-publishable-client-key",
-        "x-stack-access-token",
-    ):
-        assert forbidden not in headers
-    assert SECRET_KEY not in str(request.headers)
-    assert PUBLISHABLE_KEY not in str(request.headers)
+    assert endpoint.fetches == 1
+    assert sorted((dict(r.url.params) for r in endpoint.requests), key=len) == KEY_SET_QUERIES
+    for request in endpoint.requests:
+        assert request.method == "GET"
+        assert request.url.path == JWKS_PATH
+        headers = {name.lower() for name in request.headers}
+        for forbidden in (
+            "x-stack-access-type",
+            "x-stack-project-id",
+            "x-stack-secret-server-key",
+            "x-stack-publishable-client-key",
+            "x-stack-access-token",
+        ):
+            assert forbidden not in headers
+        assert SECRET_KEY not in str(request.headers)
+        assert PUBLISHABLE_KEY not in str(request.headers)
     all_kids = {key.kid for keys in ring.keys.values() for key in keys}
     assert cache.loaded
     assert cache.kids == all_kids
     assert len(all_kids) == 6
+
+
+async def test_each_key_belongs_to_the_audience_whose_set_adds_it(
+    cache: JwksCache, endpoint: JwksEndpoint, ring: KeyRing
+) -> None:
+    """Issue 9.8: Stack verifies a token only with its ``aud``'s keys; so must we."""
+    await cache.load()
+    for kind, keys in ring.keys.items():
+        for key in keys:
+            assert cache.audience_of(key.kid) == AUDIENCES[kind], kind
+            assert cache.cached(key.kid) is not None
+    assert cache.audience_of(random_kid()) is None
+
+
+async def test_the_three_key_sets_are_fetched_concurrently(
+    cache: JwksCache, ring: KeyRing, mock_api: respx.MockRouter
+) -> None:
+    served = JwksEndpoint(ring)
+    arrived = asyncio.Event()
+
+    async def all_three_first(request: httpx.Request) -> httpx.Response:
+        response = served(request)
+        if served.calls == 3:
+            arrived.set()
+        # A fetch asking one set after another would never send the third request.
+        await asyncio.wait_for(arrived.wait(), timeout=10)
+        return response
+
+    mock_api.get(f"/projects/{PROJECT_ID}/.well-known/jwks.json").mock(side_effect=all_three_first)
+    await cache.load()
+    assert served.calls == 3
+    assert cache.audience_of(ring.signer("anonymous").kid) == AUDIENCES["anonymous"]
 
 
 async def test_fresh_keys_are_served_without_any_io(
@@ -100,7 +164,7 @@ async def test_fresh_keys_are_served_without_any_io(
     for _ in range(100):
         assert cache.cached(kid) is not None
         assert await cache.get(kid) is cache.cached(kid)
-    assert endpoint.calls == 1
+    assert endpoint.fetches == 1
 
 
 async def test_load_at_startup_is_shared_by_concurrent_first_users(
@@ -109,12 +173,50 @@ async def test_load_at_startup_is_shared_by_concurrent_first_users(
     kid = ring.signer().kid
     keys = await asyncio.gather(*(cache.get(kid) for _ in range(20)))
     assert all(key is keys[0] and key is not None for key in keys)
-    assert endpoint.calls == 1
+    assert endpoint.fetches == 1
 
 
 async def test_contract_fixture_jwks_parses_to_six_keys() -> None:
     body = KeyRing.from_contract_fixtures().jwks()
     assert len(parse_jwks(body)) == 6
+
+
+def test_contract_fixture_key_sets_give_each_key_its_audience() -> None:
+    bodies = [
+        json.loads((CONTRACT_FIXTURES / name).read_text())
+        for name in ("jwks.json", "jwks.include_restricted.json", "jwks.include_anonymous.json")
+    ]
+    private = json.loads((CONTRACT_FIXTURES / "tokens" / "jwks.private.TEST-ONLY.json").read_text())
+    project = private["audiences"]["normal"]["aud"]
+    keys = audience_keys(bodies, project)
+    expected = {
+        jwk["kid"]: audience["aud"]
+        for audience in private["audiences"].values()
+        for jwk in audience["keys"]
+    }
+    assert {kid: aud for kid, (_, aud) in keys.items()} == expected
+    assert set(expected.values()) == {project, f"{project}:restricted", f"{project}:anon"}
+
+
+def test_audience_keys_takes_the_first_set_holding_a_key_and_drops_conflicts() -> None:
+    ring = KeyRing()
+    plain, restricted, anonymous = ring_bodies(ring)
+    keys = audience_keys([plain, restricted, anonymous], PROJECT_ID)
+    assert {kid: aud for kid, (_, aud) in keys.items()} == {
+        key.kid: AUDIENCES[kind] for kind in KINDS for key in ring.keys[kind]
+    }
+    # A kid that names another key in a later set names no key at all (which one would it be?).
+    normal = ring.signer()
+    impostor = SigningKey.generate(normal.kid).public_jwk()
+    anonymous["keys"] = [impostor if jwk["kid"] == normal.kid else jwk for jwk in anonymous["keys"]]
+    keys = audience_keys([plain, restricted, anonymous], PROJECT_ID)
+    assert set(keys) == {key.kid for kind in KINDS for key in ring.keys[kind]} - {normal.kid}
+    # And with no key left, the answer is unusable.
+    with pytest.raises(StackBadResponseError):
+        audience_keys(
+            [{"keys": [impostor]}, {"keys": [normal.public_jwk()]}, {"keys": [impostor]}],
+            PROJECT_ID,
+        )
 
 
 # --- parsing -----------------------------------------------------------------------------------
@@ -230,18 +332,18 @@ async def test_max_age_is_honoured_then_refreshed_in_background(
     clock.advance(599)
     assert cache.cached(kid) is not None
     await cache.settled()
-    assert endpoint.calls == 1  # still fresh: nothing fetched
+    assert endpoint.fetches == 1  # still fresh: nothing fetched
     clock.advance(1)
     # Stale: the key is still served at once, and one background fetch revalidates the set.
     assert cache.cached(kid) is not None
     assert await cache.get(kid) is not None
     assert cache.cached(kid) is not None
     await cache.settled()
-    assert endpoint.calls == 2
+    assert endpoint.fetches == 2
     clock.advance(599)  # fresh again after the refetch
     assert cache.cached(kid) is not None
     await cache.settled()
-    assert endpoint.calls == 2
+    assert endpoint.fetches == 2
 
 
 def test_stale_keys_outside_the_event_loop_are_served_without_refetch(
@@ -249,7 +351,7 @@ def test_stale_keys_outside_the_event_loop_are_served_without_refetch(
 ) -> None:
     client = StackClient(load_settings(**stack_settings, verify="jwt"))
     cache = JwksCache(client, PROJECT_ID, clock=clock)
-    cache._keys = parse_jwks(ring.jwks())  # as if loaded long ago
+    cache._keys = audience_keys(ring_bodies(ring), PROJECT_ID)  # as if loaded long ago
     assert cache.cached(ring.signer().kid) is not None
     assert cache.fetches == 0
 
@@ -262,9 +364,9 @@ async def test_unknown_kid_triggers_one_refetch(
     new = ring.rotate()
     assert cache.cached(new.kid) is None
     assert await cache.get(new.kid) is not None
-    assert endpoint.calls == 2
+    assert endpoint.fetches == 2
     assert await cache.get(new.kid) is not None
-    assert endpoint.calls == 2
+    assert endpoint.fetches == 2
 
 
 async def test_unknown_kid_right_after_load_waits_for_the_rate_limit(
@@ -273,10 +375,10 @@ async def test_unknown_kid_right_after_load_waits_for_the_rate_limit(
     await cache.load()
     new = ring.rotate()
     assert await cache.get(new.kid) is None  # fetched a moment ago: no second fetch yet
-    assert endpoint.calls == 1
+    assert endpoint.fetches == 1
     clock.advance(30)
     assert await cache.get(new.kid) is not None
-    assert endpoint.calls == 2
+    assert endpoint.fetches == 2
 
 
 async def test_kid_flood_causes_bounded_refetches(
@@ -287,17 +389,17 @@ async def test_kid_flood_causes_bounded_refetches(
     # A burst of random kids: the misses share one refetch.
     results = await asyncio.gather(*(cache.get(random_kid()) for _ in range(500)))
     assert results == [None] * 500
-    assert endpoint.calls == 2
+    assert endpoint.fetches == 2
     # More of them, one after another, within the interval: no fetch at all.
     for _ in range(500):
         clock.advance(0.05)
         assert await cache.get(random_kid()) is None
-    assert endpoint.calls == 2
+    assert endpoint.fetches == 2
     # Over five simulated minutes of flooding: at most one fetch per 30 s.
     for _ in range(3000):
         clock.advance(0.1)
         await cache.get(random_kid())
-    assert endpoint.calls <= 2 + 300 // 30 + 1
+    assert endpoint.fetches <= 2 + 300 // 30 + 1
 
 
 async def test_overlong_kid_is_never_looked_up(
@@ -306,7 +408,7 @@ async def test_overlong_kid_is_never_looked_up(
     await cache.load()
     clock.advance(60)
     assert await cache.get("k" * 1000) is None
-    assert endpoint.calls == 1
+    assert endpoint.fetches == 1
 
 
 # --- failures ----------------------------------------------------------------------------------
@@ -327,19 +429,89 @@ async def test_failed_refetch_keeps_the_last_good_keys(
         assert await cache.get(kid) is not None  # stale, refresh fails in the background
         await cache.settled()
         assert await cache.get(random_kid()) is None  # unknown kid, refetch fails too
-    assert endpoint.calls == 2  # the second attempt waited for the rate limit
+    assert endpoint.fetches == 2  # the second attempt waited for the rate limit
     assert "still using the 6 keys" in caplog.text
     clock.advance(30)
     assert await cache.get(random_kid()) is None
-    assert endpoint.calls == 3
+    assert endpoint.fetches == 3
     assert await cache.get(kid) is not None
     # Stack is back: the next allowed fetch refreshes the set.
     endpoint.respond = None
     clock.advance(30)
     assert await cache.get(kid) is not None
     await cache.settled()
-    assert endpoint.calls == 4
+    assert endpoint.fetches == 4
     assert cache.cached(kid) is not None
+
+
+async def test_one_failed_key_set_fails_the_whole_fetch_and_keeps_the_last_good_keys(
+    cache: JwksCache,
+    endpoint: JwksEndpoint,
+    ring: KeyRing,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await cache.load()
+    before = {kid: cache.audience_of(kid) for kid in cache.kids}
+    new = ring.rotate()  # in the plain set, which is still served...
+
+    def anonymous_down(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("include_anonymous") == "true":
+            return httpx.Response(503, text="down")  # ... but not in this one
+        return endpoint.answer(request)
+
+    endpoint.respond = anonymous_down
+    clock.advance(3600)
+    with caplog.at_level(logging.WARNING, logger="fastapi_stack_auth"):
+        assert cache.cached(ring.keys["normal"][1].kid) is not None  # stale: revalidated
+        await cache.settled()
+    assert endpoint.fetches == 2
+    assert "JWKS refresh failed" in caplog.text
+    # Nothing of the failed fetch was taken: the last good keys, with their audiences.
+    assert {kid: cache.audience_of(kid) for kid in cache.kids} == before
+    assert cache.cached(new.kid) is None
+    endpoint.respond = None
+    clock.advance(30)
+    assert await cache.get(new.kid) is not None
+    assert cache.audience_of(new.kid) == AUDIENCES["normal"]
+
+
+@pytest.mark.parametrize("failing", ["include_restricted", "include_anonymous", None])
+async def test_first_load_fails_when_any_key_set_fails(
+    cache: JwksCache, endpoint: JwksEndpoint, ring: KeyRing, failing: str | None
+) -> None:
+    def one_down(request: httpx.Request) -> httpx.Response:
+        if next(iter(request.url.params), None) == failing:  # None: the plain set
+            return httpx.Response(503, text="down")
+        return endpoint.answer(request)
+
+    endpoint.respond = one_down
+    with pytest.raises(StackUnavailableError):
+        await cache.load()
+    assert not cache.loaded
+    assert cache.cached(ring.signer().kid) is None
+    assert endpoint.calls == 3  # the other two were asked all the same, concurrently
+
+
+async def test_the_shortest_freshness_of_the_three_sets_counts(
+    cache: JwksCache, endpoint: JwksEndpoint, ring: KeyRing, clock: Clock
+) -> None:
+    def respond(request: httpx.Request) -> httpx.Response:
+        answer = endpoint.answer(request)
+        if request.url.params.get("include_restricted") == "true":
+            answer.headers["cache-control"] = "public, max-age=600"
+        return answer
+
+    endpoint.respond = respond
+    await cache.load()
+    clock.advance(599)
+    assert cache.cached(ring.signer().kid) is not None
+    await cache.settled()
+    assert endpoint.fetches == 1
+    clock.advance(1)
+    assert cache.cached(ring.signer().kid) is not None
+    await cache.settled()
+    assert endpoint.fetches == 2
 
 
 async def test_first_load_failure_is_raised_and_not_retried_per_request(
@@ -351,12 +523,12 @@ async def test_first_load_failure_is_raised_and_not_retried_per_request(
         await cache.get(kid)
     with pytest.raises(StackUnavailableError):
         await cache.get(kid)
-    assert endpoint.calls == 1
+    assert endpoint.fetches == 1
     assert not cache.loaded
     clock.advance(2)
     endpoint.respond = None
     assert await cache.get(kid) is not None
-    assert endpoint.calls == 2
+    assert endpoint.fetches == 2
 
 
 @pytest.mark.parametrize(
@@ -428,11 +600,15 @@ async def test_jwks_over_a_real_loopback_server(
             clock.advance(30)
             new = ring.rotate("anonymous")
             assert await cache.get(new.kid) is not None
-            assert served.calls == 2
+            assert cache.audience_of(new.kid) == AUDIENCES["anonymous"]
+            assert served.fetches == 2
+    assert served.calls == 6
     for request in served.requests:
         assert "x-stack-access-type" not in request.headers
         assert "x-stack-secret-server-key" not in request.headers
-        assert request.url.params["include_anonymous"] == "true"
+    assert sorted((dict(r.url.params) for r in served.requests), key=len) == sorted(
+        KEY_SET_QUERIES * 2, key=len
+    )
 
 
 async def test_unreachable_jwks_server_is_unavailable(stack_settings: dict[str, Any]) -> None:

@@ -55,6 +55,7 @@ from tests.jwt_helpers import (
     b64url_json,
     claims_for,
     jwks_app,
+    kinds_asked,
     sign_jwt,
 )
 from tests.servers import serve_in_thread
@@ -188,12 +189,12 @@ def unverified_sub(token: str) -> str:
 async def test_valid_token_is_accepted_with_no_io_after_the_jwks(
     client: httpx.AsyncClient, ring: KeyRing, mock_api: respx.MockRouter
 ) -> None:
-    assert len(mock_api.calls) == 1  # the JWKS, loaded at startup
+    assert len(mock_api.calls) == 3  # the JWKS's three key sets, loaded at startup
     tokens = [ring.mint() for _ in range(5)]
     for token in tokens * 3:
         assert (await client.get("/me", headers=bearer(token))).status_code == 200
         assert (await client.get("/claims", headers=bearer(token))).status_code == 200
-    assert len(mock_api.calls) == 1
+    assert len(mock_api.calls) == 3
 
 
 async def test_current_user_is_a_snapshot_of_the_claims(
@@ -337,6 +338,29 @@ async def test_anonymous_route_still_refuses_other_projects(
 ) -> None:
     token = sign_jwt(ring.signer("anonymous"), claims_for("anonymous", project_id=OTHER_PROJECT))
     assert_error(await client.get("/anon-ok", headers=bearer(token)), 401, "INVALID_TOKEN")
+
+
+ROUTE_OF_KIND = {"normal": "/me", "restricted": "/restricted-ok", "anonymous": "/anon-ok"}
+
+
+@pytest.mark.parametrize("key_kind", ["normal", "restricted", "anonymous"])
+@pytest.mark.parametrize("token_kind", ["normal", "restricted", "anonymous"])
+async def test_a_key_verifies_only_tokens_of_its_own_audience(
+    client: httpx.AsyncClient, ring: KeyRing, token_kind: str, key_kind: str
+) -> None:
+    """Issue 9.8: Stack publishes separate keys per audience and verifies a token only with the
+    keys of its ``aud``; a token signed with another audience's key is refused (both keys of
+    each audience, the signing one and the one published ahead of a switch)."""
+    for key in ring.keys[key_kind]:
+        token = sign_jwt(key, claims_for(token_kind))
+        response = await client.get(ROUTE_OF_KIND[token_kind], headers=bearer(token))
+        if token_kind == key_kind:
+            assert response.status_code == 200, response.text
+        else:
+            assert_error(response, 401, "INVALID_TOKEN")
+            assert response.json()["detail"] == (
+                "The access token is signed with another audience's key"
+            )
 
 
 # --- rejections --------------------------------------------------------------------------------
@@ -529,7 +553,7 @@ async def test_rejections(
         assert_error(await client.get(path, headers=bearer(token)), 401, code)
     # Nothing but the JWKS (and at most one refetch for an unknown kid) went to Stack.
     assert all(call.request.url.path.endswith("/jwks.json") for call in mock_api.calls)
-    assert len(mock_api.calls) <= 2
+    assert len(mock_api.calls) <= 2 * 3  # each fetch asks for Stack's three key sets
 
 
 # --- leeway and time -------------------------------------------------------------------------
@@ -608,6 +632,18 @@ async def test_expired_within_leeway_passes_the_precheck_too(
     assert (await client.get("/me", headers=bearer(token))).status_code == 200
 
 
+def serve_contract_jwks(mock_api: respx.MockRouter) -> None:
+    """The contract's three JWKS answers (plain, restricted, anonymous) through ``mock_api``."""
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        name = {1: "jwks.json", 2: "jwks.include_restricted.json"}.get(
+            len(kinds_asked(request) or ()), "jwks.include_anonymous.json"
+        )
+        return httpx.Response(200, json=json.loads((CONTRACT_FIXTURES / name).read_text()))
+
+    mock_api.get(f"/projects/{PROJECT_ID}/.well-known/jwks.json").mock(side_effect=respond)
+
+
 @pytest.mark.parametrize("kind", ["normal", "restricted", "anonymous"])
 async def test_contract_fixture_tokens_verify(
     mock_api: respx.MockRouter, jwt_settings: dict[str, Any], kind: str
@@ -619,8 +655,7 @@ async def test_contract_fixture_tokens_verify(
     private key of the same ``kid``, and checked with the default leeway.
     """
     fixture = json.loads((CONTRACT_FIXTURES / "tokens" / f"access-token.{kind}.json").read_text())
-    jwks = json.loads((CONTRACT_FIXTURES / "jwks.include_anonymous.json").read_text())
-    mock_api.get(f"/projects/{PROJECT_ID}/.well-known/jwks.json").respond(200, json=jwks)
+    serve_contract_jwks(mock_api)
     payload = fixture["payload"]
     now = int(time.time())
     back_then = now - payload["iat"] + 3600  # a leeway that covers the token's age
@@ -661,13 +696,13 @@ async def test_key_rotation_refetches_once_and_accepts(
         transport = httpx.ASGITransport(app=build_app(stack))
         async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as c:
             assert (await c.get("/me", headers=bearer(ring.mint()))).status_code == 200
-            assert endpoint.calls == 1
+            assert endpoint.fetches == 1
             clock.advance(45)
             ring.rotate()  # a new kid appears in Stack's JWKS and starts signing
             tokens = [ring.mint() for _ in range(10)]
             for token in tokens:
                 assert (await c.get("/me", headers=bearer(token))).status_code == 200
-            assert endpoint.calls == 2
+            assert endpoint.fetches == 2
 
 
 async def test_kid_flood_through_the_app_is_bounded(
@@ -683,7 +718,7 @@ async def test_kid_flood_through_the_app_is_bounded(
                 assert_error(await c.get("/me", headers=bearer(forged)), 401, "INVALID_TOKEN")
                 clock.advance(0.1)  # 20 s of flooding in all
             assert (await c.get("/me", headers=bearer(ring.mint()))).status_code == 200
-    assert endpoint.calls == 2  # the startup load and one refetch
+    assert endpoint.fetches == 2  # the startup load and one refetch
 
 
 async def test_jwks_unavailable_at_first_use_is_503(
@@ -742,7 +777,7 @@ async def test_jwks_loaded_lazily_when_startup_is_skipped(
         assert endpoint.calls == 0
         identity = await stack.authenticate(ring.mint())
         assert identity.snapshot
-        assert endpoint.calls == 1
+        assert endpoint.fetches == 1
     finally:
         await stack.stop()
 
@@ -955,7 +990,7 @@ async def test_jwt_mode_without_key_skips_the_startup_key_check(
     async with StackAuth(**{**settings, "check_keys_on_startup": True}):
         pass
     assert project.call_count == 0
-    assert endpoint.calls == 1
+    assert endpoint.fetches == 1
 
 
 # --- over a real loopback server ---------------------------------------------------------------
@@ -980,7 +1015,7 @@ async def test_jwt_mode_against_a_real_loopback_jwks_server(
                 # A token whose iss names another Stack than the one we verify against.
                 other = sign_jwt(ring.signer(), claims_for(api_url=API_URL))
                 assert_error(await c.get("/me", headers=bearer(other)), 401, "INVALID_TOKEN")
-    assert served.calls == 1
+    assert served.fetches == 1
 
 
 async def test_short_key_coordinates_over_a_real_loopback_jwks_server(
@@ -1003,8 +1038,10 @@ async def test_short_key_coordinates_over_a_real_loopback_jwks_server(
         ec.EllipticCurvePublicNumbers(numbers.x, numbers.y ^ 1, ec.SECP256R1()).public_key()
     off_curve = {**off_curve_key.public_jwk(), "y": b64url((numbers.y ^ 1).to_bytes(32, "big"))}
 
-    def respond(_request: httpx.Request) -> httpx.Response:
-        keys = [*ring.jwks(minimal=True)["keys"], overlong, off_curve]
+    def respond(request: httpx.Request) -> httpx.Response:
+        kinds = kinds_asked(request)
+        assert kinds is not None
+        keys = [*ring.jwks(kinds, minimal=True)["keys"], overlong, off_curve]
         return httpx.Response(200, json={"keys": keys}, headers={"cache-control": "max-age=600"})
 
     served = JwksEndpoint(ring, respond=respond)
@@ -1024,4 +1061,4 @@ async def test_short_key_coordinates_over_a_real_loopback_jwks_server(
                 for refused in (overlong_key, off_curve_key):
                     token = sign_jwt(refused, claims_for(api_url=url))
                     assert_error(await c.get("/me", headers=bearer(token)), 401, "INVALID_TOKEN")
-    assert served.calls == 1
+    assert served.fetches == 1
