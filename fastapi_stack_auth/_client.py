@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import random as _random
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,19 +11,13 @@ from typing import Any
 import anyio
 import httpx
 
+from ._responses import decode, read_body, status_of, unavailable
 from ._settings import StackAuthSettings
 from ._version import __version__
-from .errors import (
-    StackAPIError,
-    StackAuthError,
-    StackBadResponseError,
-    StackUnavailableError,
-    stack_api_error,
-)
+from .errors import StackAuthError, StackBadResponseError, StackUnavailableError
 
 #: Sent as ``x-stack-client-version``; matches Stack's ``^(\w+)\s+(@[\w/]+)@([\d.]+)$``.
 CLIENT_VERSION = f"python @fastapi_stack_auth@{__version__}"
-DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER = 5, 300
 #: Only idempotent methods are ever sent twice.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD"})
 #: Rate limited, or a gateway or instance down for a moment. A plain 500 is not retried: most
@@ -37,10 +28,6 @@ BACKOFF_BASE = 0.1
 BACKOFF_CAP = 2.0
 #: No attempt is started with less than this many seconds left of the call's deadline.
 MIN_ATTEMPT_TIME = 0.05
-#: Stack answers with small JSON documents: a longer (decoded) body is refused, unread past this.
-MAX_BODY_BYTES = 1 << 20
-#: Stack's error code and message are cut to this many characters.
-MAX_CODE_CHARS, MAX_MESSAGE_CHARS = 100, 1000
 
 logger = logging.getLogger("fastapi_stack_auth")
 
@@ -52,31 +39,6 @@ _SERVER_AUTH_HEADERS = (
     "x-stack-secret-server-key",
     "x-stack-publishable-client-key",
 )
-_STATUS = re.compile(r"[1-5][0-9][0-9]")
-_SECONDS = re.compile(r"[0-9]{1,6}")
-_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
-
-
-def _unavailable(status: int, response: httpx.Response) -> tuple[StackUnavailableError, int | None]:
-    """The error for a 429/5xx, and Stack's ``Retry-After`` in seconds (``None``: none we can
-    read). Our own client is told Stack's (at least 1 s), else 5 s."""
-    # Only plain ASCII delta-seconds (str.isdigit() would accept "²", which int() refuses). An
-    # HTTP date is not read: the clocks of two machines cannot be compared to the second.
-    value = response.headers.get("retry-after", "").strip()
-    wait = min(int(value), MAX_RETRY_AFTER) if _SECONDS.fullmatch(value) else None
-    told = DEFAULT_RETRY_AFTER if wait is None else max(1, wait)
-    return StackUnavailableError(f"HTTP {status}", told), wait
-
-
-def _status(response: httpx.Response) -> int:
-    """The status; for a 200, the real one if Stack was made to send it as
-    ``x-stack-actual-status`` (``x-stack-override-error-status``, which we never ask for)."""
-    status = response.status_code
-    if status == 200:
-        actual = response.headers.get("x-stack-actual-status", "")
-        if _STATUS.fullmatch(actual):
-            return int(actual)
-    return status
 
 
 class StackClient:
@@ -163,7 +125,7 @@ class StackClient:
         http = self._opened()
         request = http.build_request(method, path, headers=headers, params=params, json=json_body)
         response, body = await self._send(http, request)
-        return _decode(response, body, ok)
+        return decode(response, body, ok)
 
     async def get_public(
         self, path: str, *, params: dict[str, str] | None = None
@@ -175,7 +137,7 @@ class StackClient:
         for name in _SERVER_AUTH_HEADERS:
             request.headers.pop(name, None)
         response, body = await self._send(http, request)
-        return _decode(response, body, (200,)), response.headers
+        return decode(response, body, (200,)), response.headers
 
     def _opened(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -202,10 +164,10 @@ class StackClient:
             except StackUnavailableError as exc:
                 failure = exc
             else:
-                status = _status(response)
+                status = status_of(response)
                 if status not in RETRY_STATUSES:
                     return response, body
-                failure, wait = _unavailable(status, response)
+                failure, wait = unavailable(status, response)
             delay = self.random() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
             delay = delay if wait is None else max(delay, float(wait))
             # Out of attempts or of time (Stack may ask for a longer wait): pass its Retry-After on.
@@ -230,7 +192,7 @@ class StackClient:
             with anyio.fail_after(budget):
                 response = await http.send(request, stream=True)
                 try:
-                    return response, await _read_body(response)
+                    return response, await read_body(response)
                 finally:
                     await response.aclose()  # unread past the cap: the connection is dropped
         except (TimeoutError, httpx.TimeoutException):
@@ -263,62 +225,3 @@ class StackClient:
         if not isinstance(body, dict):
             raise StackBadResponseError(f"GET {path} did not return a JSON object")
         return body
-
-
-async def _read_body(response: httpx.Response) -> bytes:
-    """The body ``_decode`` will read (none for a 429/5xx, or a 4xx without Stack's envelope),
-    decoded; ``StackBadResponseError`` past ``MAX_BODY_BYTES``, without reading on."""
-    status = _status(response)
-    known = response.headers.get("x-stack-known-error")
-    if status == 429 or status >= 500 or (status >= 400 and not known):
-        return b""
-    length = response.headers.get("content-length", "")
-    if length.isascii() and length.isdigit() and (len(length) > 9 or int(length) > MAX_BODY_BYTES):
-        raise StackBadResponseError(f"the response body is over {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    async for chunk in response.aiter_bytes():  # decoded: a gzip bomb is cut short too
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise StackBadResponseError(f"the response body is over {MAX_BODY_BYTES} bytes")
-    return bytes(body)
-
-
-def _decode(response: httpx.Response, body: bytes, ok: tuple[int, ...]) -> Any:
-    status = _status(response)
-    known = response.headers.get("x-stack-known-error")
-    if status == 429 or status >= 500:
-        raise _unavailable(status, response)[0]
-    if status >= 400 or known:
-        raise _api_error(status, known, body)
-    if status not in ok:
-        raise StackBadResponseError(f"unexpected HTTP {status}")
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        raise StackBadResponseError("response is not JSON") from None
-
-
-def _api_error(status: int, known: str | None, body: bytes) -> StackAPIError:
-    envelope: Any = None
-    if known:
-        with contextlib.suppress(ValueError, RecursionError):  # UnicodeDecodeError included
-            envelope = json.loads(body)
-    if not isinstance(envelope, dict):
-        return stack_api_error(status, _code(known), "", None)
-    # The message is in ``error``; the published spec says ``message``, so read both.
-    message = envelope.get("error") or envelope.get("message") or ""
-    details = envelope.get("details")
-    details = details if isinstance(details, dict) else None
-    return stack_api_error(status, _code(envelope.get("code") or known), _text(message), details)
-
-
-def _code(value: object) -> str | None:
-    # Stack's code ends up in our log lines (``to_auth_error``): printable ASCII only, so that
-    # a newline or an escape sequence from upstream cannot forge or hide a line.
-    return _NOT_PRINTABLE_ASCII.sub("", str(value or ""))[:MAX_CODE_CHARS] or None
-
-
-def _text(value: object) -> str:
-    # Stack's message is for the app's own eyes (we never log it): still one line of
-    # printable characters, and bounded.
-    return "".join(c if c.isprintable() else " " for c in str(value)[:MAX_MESSAGE_CHARS])

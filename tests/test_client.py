@@ -12,7 +12,8 @@ import pytest
 import respx
 
 from fastapi_stack_auth import StackAuthError, StackAuthSettings
-from fastapi_stack_auth._client import MAX_BODY_BYTES, StackClient
+from fastapi_stack_auth._client import StackClient
+from fastapi_stack_auth._responses import MAX_BODY_BYTES
 from fastapi_stack_auth.errors import (
     InvalidAccessTokenError,
     ProjectCredentialsError,
