@@ -48,6 +48,13 @@ class StackAuthSettings(BaseSettings):
     api_url: str = Field(
         default="https://api.stack-auth.com", description="Base URL of Stack Auth or the emulator."
     )
+    jwt_issuer_url: str | None = Field(
+        default=None,
+        description=(
+            "JWT mode: the base URL Stack puts in the tokens' iss, when it differs from api_url "
+            "(a self-hosted Stack reached by an internal hostname); unset: api_url."
+        ),
+    )
     cache_ttl: float = Field(default=30.0, ge=0, description="Seconds a verified token is trusted.")
     cache_max_entries: int = Field(default=10_000, ge=1, description="Most tokens cached at once.")
     cache_url: SecretStr | None = Field(
@@ -111,9 +118,11 @@ class StackAuthSettings(BaseSettings):
             )
         return value
 
-    @field_validator("api_url")
+    @field_validator("api_url", "jwt_issuer_url")
     @classmethod
-    def _check_api_url(cls, value: str) -> str:
+    def _check_api_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             url = httpx.URL(value)
         except (httpx.InvalidURL, TypeError) as exc:

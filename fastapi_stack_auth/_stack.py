@@ -31,12 +31,10 @@ from ._verifiers import RemoteVerifier, Verifier
 from .errors import (
     AuthError,
     ProjectCredentialsError,
-    StackAPIError,
     StackAuthError,
     StackUnavailableError,
     not_authenticated,
     to_auth_error,
-    url_hint,
 )
 from .models import Identity, StackUser
 
@@ -100,7 +98,11 @@ class StackAuth:
         remote = RemoteVerifier(client, s.project_id, jwks=jwks)
         if verifier is None and s.verify == "jwt":
             verifier = JwtVerifier(
-                jwks, project_id=s.project_id, api_url=s.api_url, leeway=s.jwt_leeway
+                jwks,
+                project_id=s.project_id,
+                api_url=s.api_url,
+                issuer_url=s.jwt_issuer_url,
+                leeway=s.jwt_leeway,
             )
         jwt_mode = isinstance(verifier, JwtVerifier)
         # JWT mode: asking again could not give another answer before ``exp``, so a verified
@@ -233,31 +235,24 @@ class StackAuth:
         s = self.settings
         try:
             await self.client.get_current_project()
-        except ProjectCredentialsError as exc:
-            if exc.setting == "STACK_PROJECT_ID":
-                self.pipeline.misconfigured = exc
-            logger.error(
-                "Stack Auth rejected this server's credentials at startup (%s): check the %s "
-                "setting. Every authenticated request will be answered 500 until it is fixed.",
-                exc.code,
-                exc.setting,
-            )
-        except StackUnavailableError as exc:
-            logger.warning(
-                "Stack Auth at %s is unreachable at startup (%s); authenticated requests are "
-                "answered 503 until it is back.",
-                s.api_url,
-                exc.reason,
-            )
-        except StackAPIError as exc:
-            logger.error(
-                "Stack Auth refused the key check at startup with HTTP %s %s%s",
-                exc.status_code,
-                exc.code or "(no code)",
-                url_hint(exc),
-            )
+        except StackAuthError as exc:
+            if isinstance(exc, ProjectCredentialsError) and exc.setting == "STACK_PROJECT_ID":
+                self.pipeline.misconfigured = exc  # every request is our fault now
+            status = to_auth_error(exc).status_code  # logs what is wrong, naming the setting
+            if status == 503:
+                logger.warning(
+                    "Stack Auth at %s is unreachable at startup; authenticated requests are "
+                    "answered 503 until it is back.",
+                    s.api_url,
+                )
+            else:
+                logger.error(
+                    "The Stack Auth key check at startup failed: authenticated requests are "
+                    "answered %d until it is fixed.",
+                    status,
+                )
         except Exception as exc:  # startup must never crash on what an upstream answers
-            logger.error("Stack Auth key check at startup failed: %s", exc)
+            logger.error("Stack Auth key check at startup failed: %s", type(exc).__name__)
         else:
             logger.info("Stack Auth accepted this server's keys for project %s", s.project_id)
 

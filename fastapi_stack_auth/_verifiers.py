@@ -68,18 +68,20 @@ class RemoteVerifier:
                 raise invalid_token("The access token has an unknown audience")
             raise invalid_token("The access token was issued for another project")
         if self._jwks is not None and self._jwks.loaded:
-            await self._check_signature(raw, header)
+            await self._check_signature(self._jwks, raw, header, claims.aud)
         user = await self.fetch_user(raw)
         if user.id != claims.sub:
             raise StackBadResponseError("GET /users/me returned another user than the token's")
         # Stack accepted the token, so its signature, issuer and expiry are good.
         return Identity(claims=claims, user=user)
 
-    async def _check_signature(self, raw: str, header: dict[str, Any]) -> None:
-        # The signature only: Stack judges the rest (issuer, revocation) when it is asked.
+    @staticmethod
+    async def _check_signature(jwks: JwksCache, raw: str, header: dict[str, Any], aud: str) -> None:
+        # The signature only, by a key of the token's own audience: Stack judges the rest
+        # (issuer, revocation) when it is asked.
         kid = header.get("kid")
-        key = await self._jwks.get(kid) if self._jwks and isinstance(kid, str) else None
-        if key is None:
+        key = await jwks.get(kid) if isinstance(kid, str) else None
+        if key is None or not isinstance(kid, str):
             raise invalid_token("The access token is signed with an unknown key")
         try:
             jwt.decode(
@@ -96,6 +98,8 @@ class RemoteVerifier:
             )
         except jwt.InvalidTokenError:
             raise invalid_token("The access token's signature is invalid") from None
+        if jwks.audience_of(kid) != aud:
+            raise invalid_token("The access token is signed with another audience's key")
 
     async def fetch_user(self, raw: str) -> StackUser:
         """The full profile of ``raw``'s user from ``GET /users/me`` (no checks of our own)."""

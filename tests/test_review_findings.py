@@ -175,3 +175,44 @@ async def test_a_token_for_another_project_is_still_401_when_ours_is_right(
     async for client in _client(stack):
         response = await client.get("/me", headers=_bearer(other))
     assert response.status_code == 401
+
+
+# --- 9.8: a key signs only for its own audience ----------------------------------------------
+
+
+async def test_remote_mode_refuses_a_token_signed_with_another_audiences_key(
+    stack_settings: dict[str, Any],
+    mock_api: respx.MockRouter,
+    ring: KeyRing,
+    endpoint: JwksEndpoint,
+) -> None:
+    from tests.jwt_helpers import claims_for, sign_jwt
+
+    me = mock_api.get("/users/me").respond(200, json=user_body())
+    stack = StackAuth(**stack_settings)
+    # The normal audience, signed with the anonymous users' key.
+    confused = sign_jwt(ring.signer("anonymous"), claims_for("normal", sub=USER_ID))
+    async for client in _client(stack):
+        response = await client.get("/me", headers=_bearer(confused))
+    assert response.status_code == 401
+    assert response.json()["detail"] == "The access token is signed with another audience's key"
+    assert me.call_count == 0
+
+
+# --- 9.7: the issuer base can differ from the API URL ----------------------------------------
+
+
+async def test_jwt_issuer_url_setting_reaches_the_verifier(
+    stack_settings: dict[str, Any],
+    mock_api: respx.MockRouter,
+    ring: KeyRing,
+    endpoint: JwksEndpoint,
+) -> None:
+    public = "https://auth.example.com"
+    token = ring.mint(sub=USER_ID, iss=f"{public}/api/v1/projects/{stack_settings['project_id']}")
+    wrong = StackAuth(**{**stack_settings, "verify": "jwt"})
+    right = StackAuth(**{**stack_settings, "verify": "jwt", "jwt_issuer_url": public.upper()})
+    async for client in _client(wrong):
+        assert (await client.get("/me", headers=_bearer(token))).status_code == 401
+    async for client in _client(right):
+        assert (await client.get("/me", headers=_bearer(token))).status_code == 200
