@@ -9,6 +9,10 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
 PROJECT_ID = "6f0c2a9e-4b7d-4e1a-9c3f-2d8b5e7a1f40"
 
 Headers = list[tuple[bytes, bytes]]
@@ -54,12 +58,33 @@ def stack_claims(sub: str, issuer: str, project_id: str = PROJECT_ID) -> dict[st
     }
 
 
-def unsigned_token(claims: dict[str, Any], kid: str = "benchKey0001") -> str:
-    """A token of the right shape whose ES256 signature is 64 random bytes: enough for remote
-    mode, which checks nothing but the shape, ``exp`` and ``aud`` before asking Stack."""
-    header = b64(json.dumps({"alg": "ES256", "kid": kid}).encode())
-    payload = b64(json.dumps(claims).encode())
-    return f"{header}.{payload}.{b64(uuid.uuid4().bytes * 4)}"
+class Signer:
+    """Mints Stack-shaped ES256 access tokens and serves the matching JWKS.
+
+    A fresh P-256 key, or the one of ``secret`` (a number), so that several processes can share
+    it without passing it around."""
+
+    def __init__(self, secret: int | None = None, kid: str = "benchKey0001") -> None:
+        self.key = (
+            ec.generate_private_key(ec.SECP256R1())
+            if secret is None
+            else ec.derive_private_key(secret, ec.SECP256R1())
+        )
+        self.kid = kid
+        self.header = b64(json.dumps({"alg": "ES256", "kid": kid}).encode())
+
+    def jwks(self) -> dict[str, Any]:
+        numbers = self.key.public_key().public_numbers()
+        x, y = (b64(n.to_bytes(32, "big")) for n in (numbers.x, numbers.y))
+        jwk = {"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": self.kid, "x": x, "y": y}
+        return {"keys": [jwk]}
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        signing_input = f"{self.header}.{b64(json.dumps(claims).encode())}"
+        r, s = decode_dss_signature(
+            self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        )
+        return f"{signing_input}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
 def asgi_caller(app: Any) -> Caller:

@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import platform
 import random
 import statistics
@@ -60,12 +59,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import _common
 import httpx
 import upstream_cpu
-from _common import PROJECT_ID, Caller, Headers, asgi_caller, b64, request_headers, stack_claims
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from _common import PROJECT_ID, Caller, Headers, asgi_caller, request_headers, stack_claims
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -73,7 +70,6 @@ from fastapi_stack_auth import StackAuth, StackUser, current_user
 
 API_URL = "https://stack.bench"
 ISSUER = f"{API_URL}/api/v1/projects/{PROJECT_ID}"
-KID = "benchKey0001"
 #: Issue 8's targets: the most CPU time a variant may take, as a ratio to the baseline.
 TARGETS = {
     "jwt-hit": (1.15, "cache hit, JWT mode"),
@@ -87,25 +83,11 @@ BASELINES = {
 }
 
 
-class Signer:
-    """Mints Stack-shaped ES256 access tokens with a fresh P-256 key."""
-
-    def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.header = b64(json.dumps({"alg": "ES256", "kid": KID}).encode())
-
-    def jwks(self) -> dict[str, Any]:
-        numbers = self.key.public_key().public_numbers()
-        x, y = (b64(n.to_bytes(32, "big")) for n in (numbers.x, numbers.y))
-        return {"keys": [{"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": KID, "x": x, "y": y}]}
+class Signer(_common.Signer):
+    """Tokens of this benchmark's project and user, signed with a fresh key."""
 
     def mint(self, sub: str) -> str:
-        claims = stack_claims(sub, ISSUER)
-        signing_input = f"{self.header}.{b64(json.dumps(claims).encode())}"
-        r, s = decode_dss_signature(
-            self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
-        )
-        return f"{signing_input}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+        return self.sign(stack_claims(sub, ISSUER))
 
 
 def fake_stack(signer: Signer, user_id: str) -> httpx.MockTransport:

@@ -33,7 +33,7 @@ from typing import Any
 import anyio
 import jwt
 from _common import request_headers
-from upstream_cpu import USER, _app_call, cold_tokens, upstream
+from upstream_cpu import SIGNER, USER, _app_call, cold_tokens, upstream
 
 from fastapi_stack_auth._cache import TokenCache, token_key
 from fastapi_stack_auth._tokens import credential_from_headers, read_claims, read_header
@@ -63,14 +63,17 @@ CALL_SITES = (
     ("fastapi_stack_auth/_cache.py", "_load", "cache miss task (verify + upstream call)"),
     ("fastapi_stack_auth/_verifiers.py", "verify", "RemoteVerifier.verify"),
     ("fastapi_stack_auth/_tokens.py", "read_header", "  read_header (PyJWT unverified header)"),
-    ("jwt/api_jwt.py", "decode", "  jwt.decode, unverified"),
+    ("jwt/api_jwt.py", "decode", "  jwt.decode (unverified + signature check)"),
     ("fastapi_stack_auth/_tokens.py", "read_claims", "  read_claims (TokenClaims model)"),
+    ("fastapi_stack_auth/_verifiers.py", "_check_signature", "  _check_signature (JWKS, ES256)"),
     ("fastapi_stack_auth/_verifiers.py", "fetch_user", "  fetch_user (client + StackUser)"),
     ("fastapi_stack_auth/_client.py", "request", "    StackClient.request"),
     ("httpx/_client.py", "build_request", "      build_request (URL, headers)"),
     ("fastapi_stack_auth/_client.py", "_send", "      _send (retry wrapper + send)"),
-    ("httpx/_client.py", "send", "        AsyncClient.send (httpx + httpcore)"),
-    ("fastapi_stack_auth/_client.py", "_decode", "      _decode (status, JSON)"),
+    ("httpx/_client.py", "send", "        AsyncClient.send, head (httpx + httpcore)"),
+    ("fastapi_stack_auth/_responses.py", "read_body", "        read_body (httpx + httpcore)"),
+    ("httpx/_models.py", "aclose", "        Response.aclose (httpx + httpcore)"),
+    ("fastapi_stack_auth/_responses.py", "decode", "      decode (status, JSON)"),
 )
 
 
@@ -139,6 +142,7 @@ async def steps(url: str, stack: Any, repeat: int) -> list[tuple[str, float]]:
     payload = jwt.decode(token, options={"verify_signature": False})
     body = json.dumps(USER).encode()
     http = stack.client._http
+    key = SIGNER.key.public_key()
     extra = {
         "x-stack-allow-anonymous-user": "true",
         "x-stack-allow-restricted-user": "true",
@@ -157,6 +161,18 @@ async def steps(url: str, stack: Any, repeat: int) -> list[tuple[str, float]]:
             ),
         ),
         ("read_claims (TokenClaims)", per_call_us(lambda: read_claims(payload), repeat)),
+        (
+            "jwt.decode, signature only",
+            per_call_us(
+                lambda: jwt.decode(
+                    token,
+                    key,
+                    algorithms=["ES256"],
+                    options={"verify_exp": False, "verify_aud": False, "verify_iss": False},
+                ),
+                repeat,
+            ),
+        ),
         ("StackUser.model_validate", per_call_us(lambda: StackUser.model_validate(USER), repeat)),
         (
             "build_request (URL, headers)",

@@ -2,19 +2,20 @@
 
 Run with ``.venv/bin/python bench/upstream_cpu.py`` (``--help`` for options); ``bench/overhead.py``
 (``make bench``) runs it too and prints its figures beside the per-request ratios. It starts a
-trivial HTTP/1.1 server in a child process on 127.0.0.1 (a canned ``/users/me`` answer, written
-in one piece, so the server costs next to nothing and runs on the other core), then, for each
-variant, a fresh child process that makes ``--calls`` calls from ``--concurrency`` tasks at
-once. The figure is the measuring process's own CPU time (``time.process_time``, every thread)
-divided by the number of calls: what one upstream call costs the app, whatever the wall clock
-says.
+trivial HTTP/1.1 server in a child process on 127.0.0.1 (canned ``/users/me`` and JWKS
+answers, each written in one piece, so the server costs next to nothing and runs on the other
+core), then, for each variant, a fresh child process that makes ``--calls`` calls from
+``--concurrency`` tasks at once. The figure is the measuring process's own CPU time
+(``time.process_time``, every thread) divided by the number of calls: what one upstream call
+costs the app, whatever the wall clock says.
 
 Variants (those whose packages are missing are skipped, and say so):
 
 - ``app``           the whole cold path: a raw ASGI request through FastAPI to
                     ``Depends(current_user)`` in remote mode, carrying a token never seen
-                    before, so the pipeline reads it, misses the cache and asks Stack through
-                    ``StackClient`` on httpx's default transport
+                    before, so the pipeline reads it, misses the cache, checks its signature
+                    against the JWKS (loaded at startup) and asks Stack through ``StackClient``
+                    on httpx's default transport
 - ``client``        ``StackClient.get_current_user`` alone (our request building, retry wrapper
                     and JSON decoding around httpx), no FastAPI, no token checks, no model
 - ``bare-httpx``    calibration: ``httpx.AsyncClient.get`` with the library's pool limits
@@ -43,7 +44,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from _common import PROJECT_ID, asgi_caller, request_headers, stack_claims, unsigned_token
+from _common import PROJECT_ID, Signer, asgi_caller, request_headers, stack_claims
 
 VARIANTS = ("app", "client", "bare-httpx", "bare-aiohttp")
 #: Pool limits of ``StackClient`` (``_client.py``), given to the bare httpx client too.
@@ -76,6 +77,8 @@ USER = {
     "auth_with_email": True,
     "requires_totp_mfa": False,
 }
+#: The project's one signing key, the same in every process of this benchmark.
+SIGNER = Signer(secret=0x5EED_BE7C_0FF1CE_CAFE)
 SERVER_HEADERS = {
     "x-stack-access-type": "server",
     "x-stack-project-id": PROJECT_ID,
@@ -91,12 +94,12 @@ USERS_ME_HEADERS = {
 # --- the upstream: a trivial keep-alive HTTP/1.1 server ------------------------------------------
 
 
-def _canned_response() -> bytes:
-    body = json.dumps(USER, separators=(",", ":")).encode()
+def _canned_response(answer: Any, cache_control: str = "no-store, max-age=0") -> bytes:
+    body = json.dumps(answer, separators=(",", ":")).encode()
     head = (
         "HTTP/1.1 200 OK\r\n"
         "content-type: application/json; charset=utf-8\r\n"
-        "cache-control: no-store, max-age=0\r\n"
+        f"cache-control: {cache_control}\r\n"
         "x-stack-request-id: 0b7a4bd6-1a40-4a9f-9a43-0d2d5b1e2f11\r\n"
         f"content-length: {len(body)}\r\n"
         "\r\n"
@@ -107,6 +110,7 @@ def _canned_response() -> bytes:
 class _Upstream(asyncio.Protocol):
     connections = 0
     response = b""
+    jwks = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         _Upstream.connections += 1
@@ -125,12 +129,15 @@ class _Upstream(asyncio.Protocol):
                 self.transport.write(
                     b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(count), count)
                 )
+            elif b"/.well-known/jwks.json" in head.split(b"\r\n", 1)[0]:
+                self.transport.write(_Upstream.jwks)
             else:
                 self.transport.write(_Upstream.response)
 
 
 async def _serve(fd: int) -> None:
-    _Upstream.response = _canned_response()
+    _Upstream.response = _canned_response(USER)
+    _Upstream.jwks = _canned_response(SIGNER.jwks(), "public, max-age=3600")
     sock = socket.socket(fileno=fd)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(_Upstream, sock=sock)
@@ -149,9 +156,10 @@ async def _serve(fd: int) -> None:
 
 
 def cold_tokens(url: str, count: int) -> list[str]:
-    """``count`` distinct tokens of ``USER`` for the project, as remote mode accepts them."""
+    """``count`` distinct tokens of ``USER`` for the project, signed with the served key (remote
+    mode checks the signature against the JWKS before it asks Stack)."""
     issuer = f"{url}/api/v1/projects/{PROJECT_ID}"
-    return [unsigned_token(stack_claims(USER["id"], issuer)) for _ in range(count)]
+    return [SIGNER.sign(stack_claims(USER["id"], issuer)) for _ in range(count)]
 
 
 async def _app_call(url: str) -> tuple[Any, Any]:
@@ -176,6 +184,8 @@ async def _app_call(url: str) -> tuple[Any, Any]:
         return {"ok": user is not None}
 
     await stack.start()
+    if not stack.jwks.loaded:  # else the signature pre-check would be skipped
+        raise SystemExit("app: the JWKS did not load")
     call = asgi_caller(app)
 
     async def one(token: str) -> None:
