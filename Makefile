@@ -7,11 +7,15 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 EMULATOR_PORT ?= 8102
 LINTED := fastapi_stack_auth example_app tests $(wildcard bench)
+# make test: nox sessions run this many at a time (each writes .nox/logs/<session>.log).
+JOBS   ?= 2
+# make test SESSIONS="tests-3.12 lint": a subset of the nox sessions (default: all, see nox -l).
+SESSIONS ?=
 
 # root (CI, containers) installs packages directly; anyone else through sudo.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test lint pytest redis-server run bench clean
+.PHONY: install test lint docs pytest redis-server run bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +40,19 @@ redis-server:
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
+# The suite once, on the default interpreter (the .venv): a quick local run.
 pytest: $(STAMP) redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint pytest
+# Everything, through nox (noxfile.py): the suite on Python 3.10, 3.11, 3.12 and 3.13 (found on
+# PATH or under pyenv; a missing one fails), the built wheel tested in a clean venv, lint and
+# the docs build, $(JOBS) sessions at a time. Venvs in .nox/ are reused locally, fresh on CI.
+# PYTEST_ARGS go to every pytest run, e.g. make test PYTEST_ARGS="-k settings".
+test: $(STAMP) redis-server
+	$(BIN)/python scripts/nox_sessions.py --jobs $(JOBS) $(SESSIONS) -- $(PYTEST_ARGS)
 
 # Against your project when STACK_PROJECT_ID and STACK_SECRET_SERVER_KEY are set (environment or
 # .env); otherwise against the local Stack Auth emulator on 127.0.0.1:$(EMULATOR_PORT).
@@ -53,4 +66,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/load.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .nox build dist .pytest_cache .mypy_cache .ruff_cache
