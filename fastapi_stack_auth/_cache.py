@@ -64,8 +64,10 @@ class TokenCache(Generic[V]):
 
     def get(self, key: bytes) -> V | None:
         """The cached value for ``key``, or ``None``."""
-        entry = self._entries.get(key)
-        return None if entry is None else entry[0]
+        try:
+            return self._entries[key][0]  # one expiry check (``get`` would make two)
+        except KeyError:
+            return None
 
     def put(self, key: bytes, value: V, expires_at: float) -> None:
         """Cache ``value`` until ``expires_at`` (epoch seconds) or the TTL, whichever is first."""

@@ -16,6 +16,7 @@ the policy's decision (403), as in remote mode.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -38,6 +39,7 @@ MAX_LOGGED_ISSUER = 200
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+@functools.lru_cache(maxsize=64)  # every token of a project carries one of three issuers
 def split_url(url: str) -> tuple[str, str] | None:
     """``(origin, path)`` of an absolute http(s) URL, the origin spelled one way (scheme and
     host in lower case, IDNA host as ASCII, no default port); ``None`` for anything else,

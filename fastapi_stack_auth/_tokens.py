@@ -129,7 +129,9 @@ def read_header(raw: str) -> dict[str, Any]:
     if not _COMPACT_JWS.fullmatch(raw) or not all(map(_utf8, raw.split(".")[:2])):
         raise invalid_token("The access token is not a JWT")
     try:
-        header = jwt.get_unverified_header(raw)
+        # The header segment alone (PyJWT checks each character of what it decodes in Python:
+        # the whole token once more would cost ~70 us); the signature is judged later.
+        header = jwt.get_unverified_header(raw.partition(".")[0] + "..")
     except jwt.InvalidTokenError:
         raise invalid_token("The access token is not a JWT") from None
     if header.get("alg") != "ES256":

@@ -7,7 +7,10 @@ import ast
 import graphlib
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "fastapi_stack_auth" / "emulator"
+import fastapi_stack_auth.emulator
+
+#: The installed package's sources (the repository's, or the wheel's in nox's wheel session).
+PACKAGE = Path(fastapi_stack_auth.emulator.__file__).resolve().parent
 
 
 def imports_of(path: Path) -> set[str]:
