@@ -16,6 +16,7 @@ Quick start::
 More models are in ``fastapi_stack_auth.models``, every exception in ``fastapi_stack_auth.errors``.
 """
 
+from ._answers import AuthError
 from ._dependencies import (
     CurrentClaims,
     CurrentUser,
@@ -27,10 +28,10 @@ from ._dependencies import (
     require_user,
     token_claims,
 )
+from ._exceptions import StackAuthConfigError, StackAuthError
 from ._settings import StackAuthSettings
 from ._stack import StackAuth
 from ._version import __version__
-from .errors import AuthError, StackAuthConfigError, StackAuthError
 from .models import StackUser, TokenClaims
 
 __all__ = [

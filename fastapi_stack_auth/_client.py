@@ -11,10 +11,10 @@ from typing import Any
 import anyio
 import httpx
 
+from ._exceptions import StackAuthError, StackBadResponseError, StackUnavailableError
 from ._responses import decode, read_body, status_of, unavailable
 from ._settings import StackAuthSettings
 from ._version import __version__
-from .errors import StackAuthError, StackBadResponseError, StackUnavailableError
 
 #: Sent as ``x-stack-client-version``; matches Stack's ``^(\w+)\s+(@[\w/]+)@([\d.]+)$``.
 CLIENT_VERSION = f"python @fastapi_stack_auth@{__version__}"

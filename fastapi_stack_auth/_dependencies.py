@@ -16,9 +16,10 @@ from starlette.status import (
     WS_1013_TRY_AGAIN_LATER,
 )
 
+from ._answers import AuthError, not_authenticated, to_auth_error
+from ._exceptions import StackAuthError
 from ._stack import StackAuth
 from ._tokens import credential_from_headers
-from .errors import AuthError, StackAuthError, not_authenticated, to_auth_error
 from .models import Identity, StackUser, TokenClaims
 
 _SCHEME_DESCRIPTION = (

@@ -31,7 +31,7 @@ from urllib.parse import quote
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ._client import StackClient
-from .errors import StackAuthError, StackBadResponseError, StackUnavailableError
+from ._exceptions import StackAuthError, StackBadResponseError, StackUnavailableError
 
 logger = logging.getLogger("fastapi_stack_auth")
 

@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 import jwt
 
+from ._answers import AuthError, invalid_token, token_expired
 from ._jwks import MAX_KID_LENGTH, JwksCache
 from ._tokens import read_claims, read_header
-from .errors import AuthError, invalid_token, token_expired
 from .models import Identity, StackUser, TokenClaims
 
 logger = logging.getLogger("fastapi_stack_auth")

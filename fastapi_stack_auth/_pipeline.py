@@ -13,11 +13,9 @@ from collections.abc import Callable
 
 from cachetools import TTLCache
 
+from ._answers import AuthError, anonymous_not_allowed, restricted_not_allowed
 from ._cache import TokenCache, token_key
-from ._stale import StaleIdentities
-from ._verifiers import RemoteVerifier, Verifier
-from .errors import (
-    AuthError,
+from ._exceptions import (
     InvalidAccessTokenError,
     ProjectCredentialsError,
     StackAuthConfigError,
@@ -25,9 +23,9 @@ from .errors import (
     StackBadResponseError,
     StackUnavailableError,
     UserGoneError,
-    anonymous_not_allowed,
-    restricted_not_allowed,
 )
+from ._stale import StaleIdentities
+from ._verifiers import RemoteVerifier, Verifier
 from .models import Identity, StackUser
 
 #: Seconds a token's rejection is remembered: one forged or revoked token sent again and again

@@ -10,7 +10,12 @@ from typing import Any
 
 import httpx
 
-from .errors import StackAPIError, StackBadResponseError, StackUnavailableError, stack_api_error
+from ._exceptions import (
+    StackAPIError,
+    StackBadResponseError,
+    StackUnavailableError,
+    stack_api_error,
+)
 
 DEFAULT_RETRY_AFTER, MAX_RETRY_AFTER = 5, 300
 #: Stack answers with small JSON documents: a longer (decoded) body is refused, unread past this.

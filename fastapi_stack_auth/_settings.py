@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import StackAuthConfigError
+from ._exceptions import StackAuthConfigError
 
 ENV_PREFIX = "STACK_"
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from ._exceptions import StackAuthConfigError
 from ._settings import StackAuthSettings, redis_location
-from .errors import StackAuthConfigError
 from .models import Identity, StackUser, TokenClaims
 
 if TYPE_CHECKING:

@@ -18,8 +18,10 @@ from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 from starlette.types import Lifespan
 
+from ._answers import AuthError, not_authenticated, to_auth_error
 from ._cache import TokenCache
 from ._client import StackClient
+from ._exceptions import ProjectCredentialsError, StackAuthError, StackUnavailableError
 from ._jwks import JwksCache
 from ._jwt import JwtVerifier
 from ._pipeline import Pipeline
@@ -28,14 +30,6 @@ from ._shared_cache import GuardedTier, shared_caches
 from ._stale import StaleIdentities
 from ._tokens import credential_from_headers
 from ._verifiers import RemoteVerifier, Verifier
-from .errors import (
-    AuthError,
-    ProjectCredentialsError,
-    StackAuthError,
-    StackUnavailableError,
-    not_authenticated,
-    to_auth_error,
-)
 from .models import Identity, StackUser
 
 logger = logging.getLogger("fastapi_stack_auth")

@@ -26,7 +26,7 @@ from typing import Any
 import jwt
 from pydantic import ValidationError
 
-from .errors import invalid_token, malformed_credentials
+from ._answers import invalid_token, malformed_credentials
 from .models import TokenClaims
 
 #: Longest access token accepted (characters). Stack's tokens are about 1 KiB.

@@ -15,10 +15,11 @@ from typing import Any, Protocol
 import jwt
 from pydantic import ValidationError
 
+from ._answers import invalid_token, token_expired
 from ._client import StackClient
+from ._exceptions import StackBadResponseError
 from ._jwks import JwksCache
 from ._tokens import read_claims, read_header
-from .errors import StackBadResponseError, invalid_token, token_expired
 from .models import Identity, StackUser
 
 
