@@ -68,17 +68,14 @@ class UserDependency(SecurityBase):
         try:
             found = await self._resolve(conn)
         except StackAuthError as exc:
-            error = to_auth_error(exc)
-            if conn.scope["type"] == "websocket":
-                raise WebSocketException(_ws_close_code(error), error.detail) from None
-            raise error from None
+            raise answer(conn, exc) from None
         identity, user = found or (None, None)
         conn.state.stack_user = user
         conn.state.stack_claims = identity.claims if identity is not None else None
         return user
 
     async def _resolve(self, conn: HTTPConnection) -> tuple[Identity, StackUser] | None:
-        stack = self.stack or _default_stack(conn)
+        stack = self.stack or default_stack(conn)
         raw = credential_from_headers(conn.scope["headers"])
         if raw is None:
             if self.optional:
@@ -117,7 +114,17 @@ class ClaimsDependency(UserDependency):
         return claims
 
 
-def _default_stack(conn: HTTPConnection) -> StackAuth:
+def answer(conn: HTTPConnection, exc: StackAuthError) -> Exception:
+    """The edge: what to raise for ``exc`` on this connection (an HTTP answer, or the
+    WebSocket close code that means the same)."""
+    error = to_auth_error(exc)
+    if conn.scope["type"] == "websocket":
+        return WebSocketException(_ws_close_code(error), error.detail)
+    return error
+
+
+def default_stack(conn: HTTPConnection) -> StackAuth:
+    """The app's default ``StackAuth`` (the first ``init_app`` attached)."""
     stack = getattr(conn.app.state, "stack_auth", None)
     if not isinstance(stack, StackAuth):
         raise RuntimeError(

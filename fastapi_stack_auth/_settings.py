@@ -56,6 +56,11 @@ class StackAuthSettings(BaseSettings):
         ),
     )
     cache_ttl: float = Field(default=30.0, ge=0, description="Seconds a verified token is trusted.")
+    permission_cache_ttl: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds a team membership or permission answer is reused (0: ask each time).",
+    )
     cache_max_entries: int = Field(default=10_000, ge=1, description="Most tokens cached at once.")
     cache_url: SecretStr | None = Field(
         default=None, description="Redis URL of a cache tier shared by all workers; never logged."

@@ -19,11 +19,13 @@ from starlette.requests import HTTPConnection
 from starlette.types import Lifespan
 
 from ._answers import AuthError, not_authenticated, to_auth_error
+from ._api_keys import ApiKeys
 from ._cache import TokenCache
 from ._client import StackClient
 from ._exceptions import ProjectCredentialsError, StackAuthError, StackUnavailableError
 from ._jwks import JwksCache
 from ._jwt import JwtVerifier
+from ._permissions import Permissions
 from ._pipeline import Pipeline
 from ._settings import ENV_PREFIX, StackAuthSettings, load_settings
 from ._shared_cache import GuardedTier, shared_caches
@@ -31,6 +33,7 @@ from ._stale import StaleIdentities
 from ._tokens import credential_from_headers
 from ._verifiers import RemoteVerifier, Verifier
 from .models import Identity, StackUser
+from .server import StackServer
 
 logger = logging.getLogger("fastapi_stack_auth")
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -43,6 +46,9 @@ class _Parts:
     jwks: JwksCache
     shared_tier: GuardedTier | None
     pipeline: Pipeline
+    permissions: Permissions
+    api_keys: ApiKeys
+    server: StackServer
 
 
 class StackAuth:
@@ -126,7 +132,16 @@ class StackAuth:
                 "cross the network unencrypted. Use https outside local development.",
                 url.host,
             )
-        return _Parts(s, client, jwks, tier, pipeline)
+        return _Parts(
+            s,
+            client,
+            jwks,
+            tier,
+            pipeline,
+            permissions=Permissions(client, s, tier),
+            api_keys=ApiKeys(client, s, tier),
+            server=StackServer(client),
+        )
 
     @property
     def settings(self) -> StackAuthSettings:
@@ -147,6 +162,21 @@ class StackAuth:
     def jwks(self) -> JwksCache:
         """The project's public keys (JWT mode verifies with them; remote mode pre-checks)."""
         return self._parts.jwks
+
+    @property
+    def permissions(self) -> Permissions:
+        """Team membership and team/project permissions, asked of Stack and cached briefly."""
+        return self._parts.permissions
+
+    @property
+    def api_keys(self) -> ApiKeys:
+        """User and team API keys as credentials."""
+        return self._parts.api_keys
+
+    @property
+    def server(self) -> StackServer:
+        """Stack Auth's server API (users, teams, permissions, ...) on the shared client."""
+        return self._parts.server
 
     @property
     def shared_tier(self) -> GuardedTier | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -214,3 +214,34 @@ class Identity:
     claims: TokenClaims
     user: StackUser
     snapshot: bool = False
+
+
+class ApiKey(_StackModel):
+    """A user or team API key as Stack describes it (never the secret itself, except in the
+    answer to creating it, where ``value`` is the whole key, shown once)."""
+
+    id: str
+    type: Literal["user", "team"]
+    description: str = ""
+    is_public: bool = False
+    user_id: str | None = None
+    team_id: str | None = None
+    created_at_millis: Millis
+    expires_at_millis: Millis | None = None
+    manually_revoked_at_millis: Millis | None = None
+    value: JsonValue = None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user (by access token or user API key) or a team (team API key).
+
+    ``user`` is set for a user, ``team_id`` for a team; ``api_key`` is the key Stack checked
+    when one was sent, ``claims`` the token's when an access token was sent.
+    """
+
+    kind: Literal["user", "team"]
+    user: StackUser | None = None
+    team_id: str | None = None
+    api_key: ApiKey | None = None
+    claims: TokenClaims | None = None
