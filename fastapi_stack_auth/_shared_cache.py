@@ -157,7 +157,11 @@ class GuardedTier:
         self._skip_until = self.timer() + self.retry_interval
         if not self._down:
             self._down = True
-            timed_out = isinstance(exc, (asyncio.TimeoutError, TimeoutError))  # one type from 3.11
+            # Ours (asyncio's, one type with the builtin from 3.11) or the driver's own socket
+            # timeout (redis.exceptions.TimeoutError, which some versions raise first).
+            from redis.exceptions import TimeoutError as RedisTimeoutError
+
+            timed_out = isinstance(exc, (asyncio.TimeoutError, TimeoutError, RedisTimeoutError))
             logger.warning(
                 "The shared token cache (Redis at %s) is unavailable%s (%s): requests go on "
                 "with the in-process cache and Stack Auth; trying it again every %g s",
