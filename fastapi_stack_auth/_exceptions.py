@@ -83,7 +83,8 @@ class StackBadResponseError(StackAuthError):
 
 
 class UserNotFoundError(StackAPIError):
-    """No such user (``USER_NOT_FOUND``)."""
+    """No such user (``USER_NOT_FOUND``; ``USER_ID_DOES_NOT_EXIST`` when creating a session or
+    sending email)."""
 
 
 class TeamNotFoundError(StackAPIError):
@@ -123,6 +124,65 @@ class ApiKeyExpiredError(ApiKeyError):
     """The API key has expired (``API_KEY_EXPIRED``)."""
 
 
+class UserEmailAlreadyExistsError(StackAPIError):
+    """Another user already signs in with this email (``USER_EMAIL_ALREADY_EXISTS``)."""
+
+
+class TeamPermissionRequiredError(StackAPIError):
+    """The acting user lacks a team's system permission such as ``$update_team``
+    (``TEAM_PERMISSION_REQUIRED``)."""
+
+
+class WrongPermissionScopeError(PermissionNotFoundError):
+    """The permission exists, but as a project permission where a team one was expected, or
+    the reverse (``WRONG_PERMISSION_SCOPE``)."""
+
+
+class StackValidationError(StackAPIError):
+    """Stack refused the request's shape: an unknown field, a non-UUID id, a value out of range
+    (``SCHEMA_ERROR``, ``BODY_PARSING_ERROR``); ``message`` says what."""
+
+
+class RedirectUrlNotAllowedError(StackAPIError):
+    """A ``callback_url`` outside the project's trusted domains
+    (``REDIRECT_URL_NOT_WHITELISTED``)."""
+
+
+class TeamInvitationError(StackAPIError):
+    """A team invitation cannot be accepted: unknown, expired, used, guessed at too often, not
+    addressed to a verified email of the user (``VERIFICATION_CODE_*``), or the user is
+    restricted (``TEAM_INVITATION_RESTRICTED_USER_NOT_ALLOWED``)."""
+
+
+class ConnectedAccountError(StackAPIError):
+    """Stack cannot give a provider access token for the user (the subclasses say why)."""
+
+
+class OAuthProviderNotEnabledError(ConnectedAccountError):
+    """The project has no such OAuth provider configured
+    (``OAUTH_PROVIDER_NOT_FOUND_OR_NOT_ENABLED``)."""
+
+
+class OAuthSharedKeysError(ConnectedAccountError):
+    """The provider runs on Stack's shared OAuth keys, which give no access tokens
+    (``OAUTH_ACCESS_TOKEN_NOT_AVAILABLE_WITH_SHARED_OAUTH_KEYS``)."""
+
+
+class OAuthNotConnectedError(ConnectedAccountError):
+    """The user has no linked account at that provider, or not that one
+    (``OAUTH_CONNECTION_NOT_CONNECTED_TO_USER``)."""
+
+
+class OAuthReconnectRequiredError(ConnectedAccountError):
+    """No stored token covers the scopes, or the provider refused every refresh: send the
+    user through linking the account again (``OAUTH_CONNECTION_DOES_NOT_HAVE_REQUIRED_SCOPE``)."""
+
+
+class CustomEmailServerRequiredError(StackAPIError):
+    """Sending email needs the project to use its own email server, not Stack's shared one
+    (``REQUIRES_CUSTOM_EMAIL_SERVER``)."""
+
+
 #: Stack error codes that mean our own settings are wrong, and the setting to fix.
 PROJECT_CREDENTIAL_CODES: dict[str, str] = {
     "INVALID_SECRET_SERVER_KEY": "STACK_SECRET_SERVER_KEY",
@@ -155,6 +215,24 @@ _CODE_CLASSES: dict[str, type[StackAPIError]] = {
     "WRONG_API_KEY_TYPE": WrongApiKeyTypeError,
     "API_KEY_REVOKED": ApiKeyRevokedError,
     "API_KEY_EXPIRED": ApiKeyExpiredError,
+    # Raised by the server client (``stack.server``) for app code; never request authentication.
+    "USER_ID_DOES_NOT_EXIST": UserNotFoundError,
+    "USER_EMAIL_ALREADY_EXISTS": UserEmailAlreadyExistsError,
+    "TEAM_PERMISSION_REQUIRED": TeamPermissionRequiredError,
+    "WRONG_PERMISSION_SCOPE": WrongPermissionScopeError,
+    "SCHEMA_ERROR": StackValidationError,
+    "BODY_PARSING_ERROR": StackValidationError,
+    "REDIRECT_URL_NOT_WHITELISTED": RedirectUrlNotAllowedError,
+    "VERIFICATION_CODE_NOT_FOUND": TeamInvitationError,
+    "VERIFICATION_CODE_EXPIRED": TeamInvitationError,
+    "VERIFICATION_CODE_ALREADY_USED": TeamInvitationError,
+    "VERIFICATION_CODE_MAX_ATTEMPTS_REACHED": TeamInvitationError,
+    "TEAM_INVITATION_RESTRICTED_USER_NOT_ALLOWED": TeamInvitationError,
+    "OAUTH_PROVIDER_NOT_FOUND_OR_NOT_ENABLED": OAuthProviderNotEnabledError,
+    "OAUTH_ACCESS_TOKEN_NOT_AVAILABLE_WITH_SHARED_OAUTH_KEYS": OAuthSharedKeysError,
+    "OAUTH_CONNECTION_NOT_CONNECTED_TO_USER": OAuthNotConnectedError,
+    "OAUTH_CONNECTION_DOES_NOT_HAVE_REQUIRED_SCOPE": OAuthReconnectRequiredError,
+    "REQUIRES_CUSTOM_EMAIL_SERVER": CustomEmailServerRequiredError,
     **dict.fromkeys(PROJECT_CREDENTIAL_CODES, ProjectCredentialsError),
 }
 
