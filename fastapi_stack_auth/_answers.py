@@ -166,3 +166,44 @@ def url_hint(exc: StackAPIError) -> str:
     if exc.status_code == 404 and exc.code is None:
         return " (a plain 404: check the STACK_API_URL setting)"
     return ""
+
+
+# --- API keys as credentials ------------------------------------------------------------------
+
+
+def _api_key_refused(code: str, detail: str) -> AuthError:
+    return AuthError(401, code, detail, _bearer_challenge("invalid_token", detail))
+
+
+def invalid_api_key(detail: str = "The API key is not valid") -> AuthError:
+    """401: not a Stack Auth API key, or not one of this project's."""
+    return _api_key_refused("INVALID_API_KEY", detail)
+
+
+def api_key_revoked() -> AuthError:
+    """401: the API key was revoked."""
+    return _api_key_refused("API_KEY_REVOKED", "The API key has been revoked")
+
+
+def api_key_expired() -> AuthError:
+    """401: the API key's expiry has passed."""
+    return _api_key_refused("API_KEY_EXPIRED", "The API key has expired")
+
+
+def wrong_api_key_type(expected: str) -> AuthError:
+    """401: a user API key where a team key is required, or the reverse."""
+    other = "team" if expected == "user" else "user"
+    detail = f"A {other} API key is not accepted here; send a {expected} API key"
+    return _api_key_refused("WRONG_API_KEY_TYPE", detail)
+
+
+def api_key_required(detail: str = "An API key is required here") -> AuthError:
+    """401: a user's access token where only an API key is accepted."""
+    return _api_key_refused("API_KEY_REQUIRED", detail)
+
+
+def api_key_not_accepted() -> AuthError:
+    """401: an API key where only a user's access token is accepted."""
+    return _api_key_refused(
+        "API_KEY_NOT_ACCEPTED", "An API key is not accepted here; send a user's access token"
+    )

@@ -11,6 +11,11 @@ this order wins (an unusable winner is an error, we never fall through to a weak
 A JSON credential whose ``accessToken`` is null means "no credential" (the SDK sends it so for
 users it will not hand out); the next shape is then tried. ``Authorization`` headers of another
 scheme (Basic, ...) are not ours and are ignored.
+
+``credentials_from_headers`` (the dependencies that take API keys) also finds an API key: in
+``x-stack-api-key: <key>``, or as ``Authorization: Bearer <key>`` when the bearer credential
+starts with ``sk_`` or ``pk_`` (no JWT or ``stackauth_`` credential does). A request that
+sends both a token and a key, or two keys, is refused: which one it meant is not ours to guess.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ MAX_TOKEN_BYTES = 8192
 MAX_JSON_CREDENTIAL_BYTES = 16384
 _JSON_BEARER_PREFIXES = ("stackauth_", "hexclave_")
 _HEADERS = (b"x-stack-access-token", b"x-stack-auth", b"authorization")
+_API_KEY_HEADER = b"x-stack-api-key"
+_PRINCIPAL_HEADERS = (*_HEADERS, _API_KEY_HEADER)
+#: How an API key starts (secret and public keys, §9.6); an ``Authorization: Bearer`` credential
+#: that starts so is an API key, never an access token.
+API_KEY_PREFIXES = ("sk_", "pk_")
 #: A JWT as RFC 7515 spells it: three non-empty base64url segments, without padding.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
@@ -45,14 +55,52 @@ def credential_from_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> str |
     Raises ``AuthError`` 401 for a credential header that is repeated or cannot be read, and
     for a token that is too long or not ASCII: nothing past this point sees such input.
     """
+    return _token_from(_collect(raw_headers, _HEADERS))
+
+
+def credentials_from_headers(
+    raw_headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[str | None, str | None]:
+    """The raw access token and the raw API key of a request (each ``None`` when not sent).
+
+    Raises ``AuthError`` 401 as ``credential_from_headers`` does, and when both a token and a
+    key, or two keys, are sent. The key is only read here; ``ApiKeys`` judges its format.
+    """
+    found = _collect(raw_headers, _PRINCIPAL_HEADERS)
+    api_key: str | None = None
+    header_key = found.pop(_API_KEY_HEADER, None)
+    if header_key is not None:
+        api_key = _ascii(header_key, "x-stack-api-key")
+        if not api_key:
+            raise malformed_credentials("The x-stack-api-key header is empty")
+    authorization = found.get(b"authorization")
+    if authorization is not None:
+        bearer = _bearer_credential(_ascii(authorization, "Authorization"))
+        if bearer.startswith(API_KEY_PREFIXES):
+            if api_key is not None:
+                raise malformed_credentials("Send one API key, not two")
+            api_key = bearer
+            del found[b"authorization"]
+    token = _token_from(found)
+    if token is not None and api_key is not None:
+        raise malformed_credentials("Send either an access token or an API key, not both")
+    return token, api_key
+
+
+def _collect(
+    raw_headers: Iterable[tuple[bytes, bytes]], names: tuple[bytes, ...]
+) -> dict[bytes, bytes]:
     found: dict[bytes, bytes] = {}
     for name, value in raw_headers:
-        if name not in _HEADERS or (name == b"authorization" and not _is_bearer(value)):
+        if name not in names or (name == b"authorization" and not _is_bearer(value)):
             continue
         if name in found:
             raise malformed_credentials(f"The {name.decode()} header is sent more than once")
         found[name] = value
+    return found
 
+
+def _token_from(found: dict[bytes, bytes]) -> str | None:
     token: str | None = None
     if b"x-stack-access-token" in found:
         token = _ascii(found[b"x-stack-access-token"], "x-stack-access-token")
@@ -77,11 +125,16 @@ def _ascii(value: bytes, name: str) -> str:
         raise malformed_credentials(f"The {name} header must be ASCII") from None
 
 
-def _from_authorization(value: str) -> str | None:
+def _bearer_credential(value: str) -> str:
     parts = value.split(None, 1)
     credentials = parts[1].strip() if len(parts) == 2 else ""
     if not credentials:
         raise malformed_credentials("The Authorization header has no bearer token")
+    return credentials
+
+
+def _from_authorization(value: str) -> str | None:
+    credentials = _bearer_credential(value)
     for prefix in _JSON_BEARER_PREFIXES:
         if credentials.startswith(prefix):
             encoded = credentials[len(prefix) :]
