@@ -29,16 +29,28 @@ from ._dependencies import (
     token_claims,
 )
 from ._exceptions import StackAuthConfigError, StackAuthError
+from ._principals import (
+    ApiKeyPrincipal,
+    CurrentPrincipal,
+    PrincipalDependency,
+    api_key_principal,
+    current_principal,
+)
 from ._settings import StackAuthSettings
 from ._stack import StackAuth
 from ._version import __version__
-from .models import StackUser, TokenClaims
+from .models import ApiKey, Principal, StackUser, TokenClaims
 
 __all__ = [
+    "ApiKey",
+    "ApiKeyPrincipal",
     "AuthError",
     "CurrentClaims",
+    "CurrentPrincipal",
     "CurrentUser",
     "OptionalUser",
+    "Principal",
+    "PrincipalDependency",
     "StackAuth",
     "StackAuthConfigError",
     "StackAuthError",
@@ -47,6 +59,8 @@ __all__ = [
     "TokenClaims",
     "UserDependency",
     "__version__",
+    "api_key_principal",
+    "current_principal",
     "current_user",
     "full_user",
     "optional_user",

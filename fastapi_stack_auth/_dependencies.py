@@ -16,10 +16,10 @@ from starlette.status import (
     WS_1013_TRY_AGAIN_LATER,
 )
 
-from ._answers import AuthError, not_authenticated, to_auth_error
+from ._answers import AuthError, api_key_not_accepted, not_authenticated, to_auth_error
 from ._exceptions import StackAuthError
 from ._stack import StackAuth
-from ._tokens import credential_from_headers
+from ._tokens import API_KEY_PREFIXES, credential_from_headers
 from .models import Identity, StackUser, TokenClaims
 
 _SCHEME_DESCRIPTION = (
@@ -81,6 +81,8 @@ class UserDependency(SecurityBase):
             if self.optional:
                 return None
             raise not_authenticated()
+        if raw.startswith(API_KEY_PREFIXES):  # a machine's key where a user's token is wanted
+            raise api_key_not_accepted()
         pipeline = stack.pipeline
         identity = await pipeline.authenticate(raw)
         user = identity.user

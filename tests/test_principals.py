@@ -235,9 +235,9 @@ async def test_no_credential_and_a_malformed_key(
 async def test_current_user_refuses_a_key_without_a_call(
     client: httpx.AsyncClient, stack_mock: respx.MockRouter
 ) -> None:
-    # Today's answer (INVALID_TOKEN "not a JWT"); a clearer API_KEY_NOT_ACCEPTED needs a change
-    # in _dependencies.py. x-stack-api-key is not a header current_user reads at all.
-    assert_error(await client.get("/me", headers=bearer(make_key())), 401, "INVALID_TOKEN")
+    # A key where a user's token is wanted is named as such; x-stack-api-key is not a header
+    # current_user reads at all.
+    assert_error(await client.get("/me", headers=bearer(make_key())), 401, "API_KEY_NOT_ACCEPTED")
     response = await client.get("/me", headers={"x-stack-api-key": make_key()})
     assert_error(response, 401, "NOT_AUTHENTICATED")
     assert upstream_calls(stack_mock) == 0
