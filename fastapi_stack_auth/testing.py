@@ -24,6 +24,12 @@ Fixtures:
   that kind on ``stack_emulator``, with a fresh access token.
 - ``stack_auth_env``: ``STACK_*`` environment variables pointing at ``stack_emulator`` (for
   apps that build ``StackAuth()`` from the environment during the test).
+- ``stack_team``: a team whose creator (a member with ``team_admin``) is ``stack_user``.
+- ``stack_api_key``: a user API key of ``stack_user`` (the key itself, a ``str``).
+
+Authorization in one line each: ``stack_emulator.create_team(owner=user)``,
+``.grant_team_permission(user, team, "docs:delete")``, ``.grant_project_permission(user,
+"admin")``, ``.create_api_key(user_or_team, expires_in=60)``, ``.advance_clock(61)``.
 
 This module imports pytest; the rest of the library never imports it. It has no ``assert`` for
 pytest to rewrite, so it can be imported before it is loaded as a plugin: PYTEST_DONT_REWRITE.
@@ -41,7 +47,7 @@ import pytest
 
 from ._settings import StackAuthSettings
 from ._stack import StackAuth
-from .emulator import Emulator, EmulatorServer, Seed, Tokens
+from .emulator import AuthorizationHelpers, Emulator, EmulatorServer, Seed, Team, Tokens
 
 #: Base URL of in-process emulators: ``.invalid`` never resolves, so nothing leaves the process.
 IN_PROCESS_URL = "http://stack-auth-emulator.invalid"
@@ -51,11 +57,13 @@ __all__ = [
     "EmulatedStack",
     "StackTestUser",
     "stack_anonymous_user",
+    "stack_api_key",
     "stack_auth_env",
     "stack_emulator",
     "stack_emulator_asgi",
     "stack_emulator_server",
     "stack_restricted_user",
+    "stack_team",
     "stack_user",
 ]
 
@@ -82,8 +90,9 @@ class StackTestUser:
         return {"x-stack-access-token": self.access_token}
 
 
-class EmulatedStack:
-    """A running emulator and everything a test needs from it."""
+class EmulatedStack(AuthorizationHelpers):
+    """A running emulator and everything a test needs from it (teams, permissions and API keys:
+    see ``AuthorizationHelpers``)."""
 
     def __init__(
         self, emulator: Emulator, url: str, transport: httpx.AsyncBaseTransport | None = None
@@ -197,7 +206,7 @@ class EmulatedStack:
         self.emulator.delete_user(user if isinstance(user, str) else user.id)
 
     def reset(self) -> None:
-        """Back to the seed: the seeded users only, no sessions."""
+        """Back to the seed: the seeded users only, no sessions, the clock's own time."""
         self.emulator.reset()
 
     # --- talking to the emulator directly -----------------------------------------------------
@@ -281,7 +290,20 @@ def stack_auth_env(
     return env
 
 
-#: The test seed: a project with random keys (fresh per session), no users.
+@pytest.fixture
+def stack_team(stack_emulator: EmulatedStack, stack_user: StackTestUser) -> Team:
+    """A team on ``stack_emulator`` whose creator (with ``team_admin``) is ``stack_user``."""
+    return stack_emulator.create_team(stack_user)
+
+
+@pytest.fixture
+def stack_api_key(stack_emulator: EmulatedStack, stack_user: StackTestUser) -> str:
+    """A user API key of ``stack_user`` that does not expire (the key itself)."""
+    return stack_emulator.create_api_key(stack_user)
+
+
+#: The test seed: a project with random keys (fresh per session), user and team API keys
+#: allowed, no users.
 _TEST_SEED: dict[str, Any] = {
     "projects": [
         {
@@ -290,6 +312,7 @@ _TEST_SEED: dict[str, Any] = {
             "publishable_client_keys": [f"pck_test_{secrets.token_hex(16)}"],
             "secret_server_keys": [f"ssk_test_{secrets.token_hex(16)}"],
             "super_secret_admin_keys": [f"sak_test_{secrets.token_hex(16)}"],
+            "config": {"allow_user_api_keys": True, "allow_team_api_keys": True},
         }
     ]
 }

@@ -27,6 +27,7 @@ from fastapi_stack_auth.emulator import (
     DEFAULT_SECRET_SERVER_KEY,
     DEMO_EMAIL,
     DEMO_PASSWORD,
+    DEMO_TEAM_ID,
     Emulator,
     EmulatorServer,
     Seed,
@@ -96,6 +97,53 @@ def test_banner() -> None:
         assert signed_in.status_code == 200, signed_in.text
         assert signed_in.json()["user_id"] == response.json()["id"]
         assert signed_in.json()["access_token"] != token
+
+
+def test_banner_shows_the_demo_team_an_api_key_and_authorization_curls() -> None:
+    emulator = Emulator(public_url="http://127.0.0.1:8102")
+    text = banner(emulator, app_url="http://127.0.0.1:8000", app_route="/me", ttl=600)
+    lines = text.splitlines()
+    assert DEMO_TEAM_ID in lines  # alone on its line
+    (key,) = [line for line in lines if line.startswith("sk_")]
+    assert len(key) == 102
+    (token,) = [line for line in lines if line.startswith("ey")]
+    curls = [line.strip() for line in lines if line.strip().startswith("curl ")]
+    bearer = f"-H 'Authorization: Bearer {token}'"
+    assert f"curl -X DELETE {bearer} http://127.0.0.1:8000/teams/{DEMO_TEAM_ID}/docs/demo" in curls
+    assert f"curl {bearer} http://127.0.0.1:8000/admin/stats" in curls
+    assert f"curl -X POST -H 'x-stack-api-key: {key}' http://127.0.0.1:8000/ingest" in curls
+    # What those routes ask Stack about holds for the demo user and the printed key.
+    with EmulatorServer(emulator, public_url="http://127.0.0.1:8102") as server:
+        stack = EmulatedStack(emulator, server.url)
+        api = f"{server.url}/api/v1"
+        user_id = emulator.project.user_by_auth_email(DEMO_EMAIL).id  # type: ignore[union-attr]
+        checked = httpx.post(
+            f"{api}/user-api-keys/check", json={"api_key": key}, headers=stack.server_headers()
+        )
+        assert checked.json()["user_id"] == user_id
+        query = {"team_id": DEMO_TEAM_ID, "user_id": "me", "recursive": "true"}
+        query["permission_id"] = "docs:delete"
+        team = httpx.get(
+            f"{api}/team-permissions", params=query, headers=stack.server_headers(token)
+        )
+        assert len(team.json()["items"]) == 1
+        query = {"user_id": "me", "permission_id": "admin", "recursive": "true"}
+        admin = httpx.get(
+            f"{api}/project-permissions", params=query, headers=stack.server_headers(token)
+        )
+        assert len(admin.json()["items"]) == 1
+    # Without an app: the team and the key, no app curls.
+    plain = banner(Emulator(), ttl=600)
+    assert DEMO_TEAM_ID in plain.splitlines()
+    assert "/ingest" not in plain
+
+
+def test_permission_flags_reach_the_default_project(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--port", "0", "--team-permission", "a=missing"]) == 2
+    assert "'a' contains 'missing'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--project-permission", "Not:Valid"])
+    assert "not a permission ID" in capsys.readouterr().err
 
 
 def test_seed_file(tmp_path: Path) -> None:

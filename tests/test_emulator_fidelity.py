@@ -1,165 +1,41 @@
-"""Fidelity: for every response body and error in the contract's fixtures, the emulator answers
-the equivalent request with the same status, headers, field names and JSON types (values may
-differ). Fixtures of endpoints the emulator does not implement are listed, and checked to be
-answered 404 rather than faked."""
+"""Fidelity of users, tokens and sessions: for every response body and error of these in the
+contract's fixtures, the emulator answers the equivalent request with the same status, headers,
+field names and JSON types (values may differ). Teams, permissions and API keys, and the check
+that every fixture is covered, are in ``test_emulator_fidelity_authz.py``."""
 
 from __future__ import annotations
 
-import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
 
-from fastapi_stack_auth.emulator import Emulator, Seed
-from fastapi_stack_auth.emulator._store import Team
-from tests.emulator_helpers import jwt_parts
+from tests.emulator_helpers import (
+    BASE_URL,
+    FIXTURE_PASSWORD,
+    FIXTURE_PCK,
+    FIXTURE_SSK,
+    FIXTURE_TEAM_ID,
+    LOCKED_PROJECT,
+    NO_PASSWORDS_PROJECT,
+    PROJECT_ID,
+    UNKNOWN_UUID,
+    World,
+    assert_error_like,
+    assert_same_shape,
+    assert_success_like,
+    fixture,
+    jwt_parts,
+)
 
-FIXTURES = Path(__file__).parent / "fixtures" / "stack-auth-api"
-URL = "http://localhost:8102"
-PID = "6f0c2a9e-4b7d-4e1a-9c3f-2d8b5e7a1f40"
-NO_PASSWORDS = "0c0c0c0c-0000-4000-8000-000000000001"
-LOCKED = "0c0c0c0c-0000-4000-8000-000000000002"
-PCK, SSK = "pck_fidelity", "ssk_fidelity"
-UNKNOWN_UUID = "9d2e4f6a-1b3c-4d5e-8f7a-6b5c4d3e2f1a"
-TEAM_ID = "c4e7a9b1-2d3f-4a5b-9c6d-7e8f9a0b1c2d"
-PASSWORD = "default-password"
+pytest_plugins = ["tests.emulator_fixtures"]
 
-#: Fixtures of endpoints the emulator does not implement (teams, memberships, permissions, API
-#: keys) or of behaviour it does not emulate (the dev-only rate limiter), with a request that
-#: must therefore be answered 404, not faked. ``None``: there is no endpoint to probe.
-NOT_IMPLEMENTED: dict[str, tuple[str, str] | None] = {
-    "api-key-check.team.CONSTRUCTED.json": ("POST", "/team-api-keys/check"),
-    "api-key-check.user.json": ("POST", "/user-api-keys/check"),
-    "api-key-create.user.json": ("POST", "/user-api-keys"),
-    "project-permissions-list.json": ("GET", "/project-permissions"),
-    "team-membership-create.json": ("POST", f"/team-memberships/{UNKNOWN_UUID}/{UNKNOWN_UUID}"),
-    "team-permissions-list.json": ("GET", "/team-permissions"),
-    "team-permissions-list.recursive.json": ("GET", "/team-permissions"),
-    "team.client.json": ("GET", f"/teams/{UNKNOWN_UUID}"),
-    "team.json": ("GET", f"/teams/{UNKNOWN_UUID}"),
-    "teams-list.server.json": ("GET", "/teams"),
-    "errors/API_KEY_EXPIRED.json": ("POST", "/user-api-keys/check"),
-    "errors/API_KEY_NOT_FOUND.json": ("POST", "/user-api-keys/check"),
-    "errors/API_KEY_REVOKED.json": ("POST", "/user-api-keys/check"),
-    "errors/WRONG_API_KEY_TYPE.json": ("POST", "/team-api-keys/check"),
-    "errors/PERMISSION_NOT_FOUND.json": ("POST", f"/team-permissions/{UNKNOWN_UUID}/x/y"),
-    "errors/WRONG_PERMISSION_SCOPE.json": ("POST", f"/team-permissions/{UNKNOWN_UUID}/x/y"),
-    "errors/TEAM_MEMBERSHIP_ALREADY_EXISTS.json": ("POST", "/team-memberships/a/b"),
-    "errors/USER_AUTHENTICATION_REQUIRED.json": ("POST", "/teams"),
-    "errors/plain/TEAMS_LIST_CLIENT_FORBIDDEN.json": ("GET", "/teams"),
-    "errors/plain/USER_API_KEYS_DISABLED.json": ("POST", "/user-api-keys"),
-    "errors-constructed/TEAM_NOT_FOUND.json": ("GET", f"/teams/{UNKNOWN_UUID}"),
-    "errors-constructed/TEAM_PERMISSION_NOT_FOUND.json": ("DELETE", "/team-permissions/a/b/c"),
-    "errors-constructed/RATE_LIMIT_DEV_ONLY_429.json": None,
-}
-
-
-def shape(value: Any) -> Any:
-    """Field names and JSON types, recursively (the first item stands for a list)."""
-    if isinstance(value, dict):
-        return {key: shape(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [shape(value[0])] if value else []
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    return "string"
-
-
-def assert_same_shape(actual: Any, expected: Any, where: str = "body") -> None:
-    a, e = shape(actual), shape(expected)
-    if isinstance(e, dict):
-        assert isinstance(a, dict), f"{where}: {a} is not an object"
-        assert sorted(a) == sorted(e), f"{where}: fields {sorted(a)} != {sorted(e)}"
-        for key in e:
-            assert_same_shape(actual[key], expected[key], f"{where}.{key}")
-    elif isinstance(e, list):
-        assert isinstance(a, list), f"{where}: {a} is not an array"
-        if a and e:
-            assert_same_shape(actual[0], expected[0], f"{where}[0]")
-        assert bool(a) == bool(e), f"{where}: one array is empty, the other is not"
-    else:
-        assert a == e, f"{where}: {a} != {e}"
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
-
-
-# --- the emulator under test -------------------------------------------------------------------
-
-
-class World:
-    """An emulator laid out like the fixtures' world: users, a personal team, three projects."""
-
-    def __init__(self, client: httpx.AsyncClient, emulator: Emulator) -> None:
-        self.http = client
-        self.emulator = emulator
-        project = emulator.project
-        team = project.add_team(
-            Team(id=TEAM_ID, display_name="Personal", created_at_millis=emulator.now_millis())
-        )
-        self.user = emulator.create_user(
-            email="default@example.com", password=PASSWORD, otp_auth_enabled=True
-        )
-        project.add_member(team.id, self.user.id)
-        self.user.selected_team_id = team.id
-        self.tokens = emulator.sign_in(self.user.id)
-
-    def headers(self, access: str = "server", **extra: str) -> dict[str, str]:
-        headers = {"x-stack-access-type": access, "x-stack-project-id": PID}
-        headers[
-            "x-stack-publishable-client-key" if access == "client" else "x-stack-secret-server-key"
-        ] = PCK if access == "client" else SSK
-        headers.update(extra)
-        return headers
-
-    def signed_in(self, access: str = "server", **extra: str) -> dict[str, str]:
-        return self.headers(access, **{"x-stack-access-token": self.tokens.access_token, **extra})
-
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return await self.http.request(method, f"/api/v1{path}", **kwargs)
-
-
-@pytest.fixture
-async def world() -> AsyncIterator[World]:
-    config = {"enabled_oauth_providers": ["github"]}
-    seed = Seed.model_validate(
-        {
-            "projects": [
-                {
-                    "id": PID,
-                    "publishable_client_keys": [PCK],
-                    "secret_server_keys": [SSK],
-                    "config": config,
-                },
-                {
-                    "id": NO_PASSWORDS,
-                    "secret_server_keys": [SSK],
-                    "config": {"credential_enabled": False},
-                },
-                {
-                    "id": LOCKED,
-                    "publishable_client_keys": [PCK],
-                    "secret_server_keys": [SSK],
-                    "config": {"sign_up_enabled": False, "require_publishable_client_key": True},
-                },
-            ],
-        }
-    )
-    emulator = Emulator(seed, public_url=URL)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=emulator.app), base_url=URL
-    ) as client:
-        yield World(client, emulator)
-
+PID = PROJECT_ID
+URL = BASE_URL
+NO_PASSWORDS, LOCKED = NO_PASSWORDS_PROJECT, LOCKED_PROJECT
+PCK, SSK = FIXTURE_PCK, FIXTURE_SSK
+TEAM_ID, PASSWORD = FIXTURE_TEAM_ID, FIXTURE_PASSWORD
 
 Probe = Callable[[World], Awaitable[httpx.Response]]
 
@@ -274,10 +150,8 @@ SUCCESS: dict[str, tuple[int, Probe]] = {
 async def test_success_bodies(world: World, name: str) -> None:
     status, probe = SUCCESS[name]
     response = await probe(world)
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json; charset=utf-8"
     expected = fixture(name)
-    assert_same_shape(response.json(), expected)
+    assert_success_like(response, status, expected)
     if name.startswith("jwks"):
         assert len(response.json()["keys"]) == len(expected["keys"])
         assert response.headers["cache-control"] == "public, max-age=3600"
@@ -455,47 +329,5 @@ TYPE_EXCEPTIONS = {"errors/INVALID_OAUTH_CLIENT_ID_OR_SECRET.json": {"client_id"
 
 @pytest.mark.parametrize("name", sorted(ERRORS))
 async def test_error_bodies(world: World, name: str) -> None:
-    expected = fixture(name)
     response = await ERRORS[name](world)
-    assert response.status_code == expected["status"], response.text
-    for header, value in expected["headers"].items():
-        assert response.headers.get(header) == value, header
-    if "x-stack-known-error" not in expected["headers"]:
-        assert "x-stack-known-error" not in response.headers
-        assert isinstance(expected["body"], str)
-        assert response.text
-        return
-    body = response.json()
-    assert list(body) == ["code", *(["details"] if "details" in expected["body"] else []), "error"]
-    assert body["code"] == expected["body"]["code"]
-    skip = TYPE_EXCEPTIONS.get(name, set())
-    details, expected_details = body.get("details", {}), expected["body"].get("details", {})
-    assert sorted(details) == sorted(expected_details)
-    for key in set(expected_details) - skip:
-        assert_same_shape(details[key], expected_details[key], f"details.{key}")
-    assert isinstance(body["error"], str)
-
-
-@pytest.mark.parametrize("name", sorted(NOT_IMPLEMENTED))
-async def test_not_implemented_endpoints_are_not_faked(world: World, name: str) -> None:
-    probe = NOT_IMPLEMENTED[name]
-    if probe is None:  # the dev-only rate limiter: never a 429, however many requests
-        for _ in range(120):
-            response = await world.request("GET", "/projects/current", headers=world.headers())
-            assert response.status_code == 200
-        return
-    method, path = probe
-    response = await world.request(method, path, headers=world.headers(), json={})
-    assert response.status_code == 404
-    assert response.headers["content-type"].startswith("text/plain")
-
-
-def test_every_fixture_is_accounted_for() -> None:
-    names = {
-        str(path.relative_to(FIXTURES))
-        for path in FIXTURES.rglob("*.json")
-        if "tokens" not in path.parts
-    }
-    covered = set(SUCCESS) | set(ERRORS) | set(NOT_IMPLEMENTED)
-    assert names - covered == set(), "fixtures with no fidelity check"
-    assert covered - names == set(), "checks of fixtures that do not exist"
+    assert_error_like(response, fixture(name), skip=TYPE_EXCEPTIONS.get(name, set()))

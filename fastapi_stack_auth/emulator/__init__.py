@@ -13,28 +13,42 @@ Run it with ``python -m fastapi_stack_auth.emulator`` (see ``--help``), or in Py
         emulator = server.emulator
         user = emulator.create_user(email="a@example.com", password="password1")
         tokens = emulator.sign_in(user.id)
+        team = emulator.create_team("Docs", creator=user.id)       # user gets team_admin
+        emulator.define_permission("docs:delete")                  # a team permission
+        emulator.grant_team_permission(team.id, user.id, "docs:delete")
+        key = emulator.create_api_key(user_id=user.id, expires_in=60).value
         ...                                     # STACK_API_URL=server.url
 
 For pytest fixtures, see ``fastapi_stack_auth.testing``.
 """
 
 from ._app import EMULATOR_HEADER, EmulatorApp, is_loopback
+from ._backend import DEFAULT_ACCESS_TOKEN_TTL, Backend
 from ._emulator import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PUBLIC_URL, Emulator, Tokens
+from ._emulator_authz import AuthorizationApi, IssuedApiKey
+from ._errors import KnownError
+from ._plugin_helpers import AuthorizationHelpers
+from ._rbac import SYSTEM_TEAM_PERMISSIONS
+from ._rows import ApiKey, PermissionDefinition, Team
 from ._seed import (
     DEFAULT_PROJECT_ID,
     DEFAULT_PUBLISHABLE_CLIENT_KEY,
     DEFAULT_SECRET_SERVER_KEY,
     DEMO_EMAIL,
     DEMO_PASSWORD,
+    DEMO_TEAM_ID,
     DEMO_USER_ID,
     Seed,
+    SeedMember,
+    SeedPermission,
     SeedProject,
     SeedProjectConfig,
+    SeedTeam,
     SeedUser,
     default_seed,
 )
 from ._server import EmulatorServer, RemoteBindRefused
-from ._store import DEFAULT_ACCESS_TOKEN_TTL, Backend, Project, ProjectConfig, Session, User
+from ._store import Project, ProjectConfig, Session, User
 
 
 def create_app(emulator: Emulator | None = None) -> EmulatorApp:
@@ -52,20 +66,32 @@ __all__ = [
     "DEFAULT_SECRET_SERVER_KEY",
     "DEMO_EMAIL",
     "DEMO_PASSWORD",
+    "DEMO_TEAM_ID",
     "DEMO_USER_ID",
     "EMULATOR_HEADER",
+    "SYSTEM_TEAM_PERMISSIONS",
+    "ApiKey",
+    "AuthorizationApi",
+    "AuthorizationHelpers",
     "Backend",
     "Emulator",
     "EmulatorApp",
     "EmulatorServer",
+    "IssuedApiKey",
+    "KnownError",
+    "PermissionDefinition",
     "Project",
     "ProjectConfig",
     "RemoteBindRefused",
     "Seed",
+    "SeedMember",
+    "SeedPermission",
     "SeedProject",
     "SeedProjectConfig",
+    "SeedTeam",
     "SeedUser",
     "Session",
+    "Team",
     "Tokens",
     "User",
     "create_app",

@@ -16,10 +16,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .._version import __version__
+from ._backend import Backend
+from ._crypto import new_id
 from ._errors import KnownError, PlainError, insufficient_access_type
 from ._http import Ctx, Reply, parse_auth, parse_body, parse_query
 from ._routes import ROUTES, Route
-from ._store import Backend, new_id
 from ._tokens import TokenConsistencyError
 
 logger = logging.getLogger("fastapi_stack_auth.emulator")

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any, TextIO
 
+from ._backend import DEFAULT_ACCESS_TOKEN_TTL
+from ._banner import app_environment, banner
 from ._emulator import DEFAULT_HOST, DEFAULT_PORT, Emulator
-from ._seed import Seed
+from ._seed import Seed, SeedPermission, default_seed
 from ._server import UVICORN_MISSING, EmulatorServer, RemoteBindRefused, bind_socket, url_of
-from ._store import DEFAULT_ACCESS_TOKEN_TTL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (loopback)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8102)")
-    parser.add_argument("--seed", metavar="FILE", help="JSON seed: projects, keys and users")
+    parser.add_argument(
+        "--seed", metavar="FILE", help="JSON seed: projects, keys, users, teams and permissions"
+    )
+    for scope in ("team", "project"):
+        parser.add_argument(
+            f"--{scope}-permission",
+            action="append",
+            default=[],
+            type=permission_definition,
+            metavar="ID[=CONTAINED,...]",
+            help=f"also define this {scope} permission in the default project, containing the "
+            "listed ones (defined earlier, or system $... ones); repeatable, e.g. "
+            + (
+                "--team-permission docs:read --team-permission docs:admin=docs:read,$read_members"
+                if scope == "team"
+                else "--project-permission admin"
+            ),
+        )
     parser.add_argument(
         "--access-token-ttl",
         type=int,
@@ -80,95 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def app_environment(emulator: Emulator) -> dict[str, str]:
-    """The ``STACK_*`` settings that point the library at ``emulator``'s default project."""
-    env = {
-        "STACK_API_URL": emulator.public_url,
-        "STACK_PROJECT_ID": emulator.project_id,
-        "STACK_SECRET_SERVER_KEY": emulator.secret_server_key,
-    }
-    if emulator.publishable_client_key is not None:
-        env["STACK_PUBLISHABLE_CLIENT_KEY"] = emulator.publishable_client_key
-    return env
-
-
-def _curl(url: str, headers: dict[str, str], *, data: str | None = None) -> str:
-    parts = ["curl"]
-    if data is not None:
-        parts += ["-X", "POST"]
-    for name, value in headers.items():
-        parts += ["-H", shlex.quote(f"{name}: {value}")]
-    if data is not None:
-        parts += ["-d", shlex.quote(data)]
-    parts.append(url)
-    return " ".join(parts)
-
-
-def banner(
-    emulator: Emulator, *, app_url: str | None = None, app_route: str = "/", ttl: int
-) -> str:
-    """The startup text: what this is, its keys, a demo user and ready-to-paste curl lines."""
-    api = emulator.public_url
-    seed_project = emulator.seed.projects[0]
-    demo = next((u for u in seed_project.users if u.email and u.password), None)
-    lines = [
-        "=" * 78,
-        "  STACK AUTH EMULATOR -- FOR LOCAL DEVELOPMENT AND TESTS ONLY",
-        "  This is not Stack Auth: users live in memory and vanish on exit, and the keys",
-        "  below are throwaway development keys. Never expose it or use it in production.",
-        "=" * 78,
-        f"  API URL (STACK_API_URL)          {api}",
-        f"  Project ID (STACK_PROJECT_ID)    {emulator.project_id}",
-        f"  Publishable client key           {emulator.publishable_client_key or '(none)'}",
-        f"  Secret server key                {emulator.secret_server_key}  (dev only)",
-        f"  Access-token lifetime            {ttl} s",
-    ]
-    if demo is None:
-        lines.append("  Demo user                        (the seed has no email/password user)")
-    else:
-        lines.append(f"  Demo user                        {demo.email} / {demo.password}")
-    lines += ["", "  Settings for an app that uses fastapi-stack-auth:"]
-    lines += [f"    export {name}={value}" for name, value in app_environment(emulator).items()]
-    if demo is not None:
-        user = emulator.project.user_by_auth_email(demo.email or "")
-        token = emulator.sign_in(user.id).access_token if user is not None else None
-        client_headers = {
-            "content-type": "application/json",
-            "x-stack-access-type": "client",
-            "x-stack-project-id": emulator.project_id,
-        }
-        if emulator.publishable_client_key:
-            client_headers["x-stack-publishable-client-key"] = emulator.publishable_client_key
-        sign_in = _curl(
-            f"{api}/api/v1/auth/password/sign-in",
-            client_headers,
-            data=f'{{"email": "{demo.email}", "password": "{demo.password}"}}',
+def permission_definition(text: str) -> SeedPermission:
+    """``ID`` or ``ID=CONTAINED,...`` (``=``, not ``:``, which permission IDs may contain)."""
+    permission_id, _, contained = text.partition("=")
+    try:
+        return SeedPermission(
+            id=permission_id,
+            contained_permission_ids=tuple(p for p in contained.split(",") if p),
         )
-        if token is not None:
-            # The token alone on its line: copy it, or TOKEN=$(... | grep -m1 '^ey')
-            lines += ["", f"  An access token for {demo.email} (valid {ttl} s):", token]
-            if app_url is not None:
-                lines.append("  Call a protected route of the app:")
-                lines.append(
-                    "    " + _curl(f"{app_url}{app_route}", {"Authorization": f"Bearer {token}"})
-                )
-            lines.append("  Ask the emulator who it belongs to:")
-            server_headers = {
-                "x-stack-access-type": "server",
-                "x-stack-project-id": emulator.project_id,
-                "x-stack-secret-server-key": emulator.secret_server_key,
-                "x-stack-access-token": token,
-            }
-            lines.append("    " + _curl(f"{api}/api/v1/users/me", server_headers))
-        lines += [
-            "",
-            "  Sign in as the demo user (password sign-in; the answer has a new access_token):",
-            f"    {sign_in}",
-        ]
-    if app_url is not None:
-        lines += ["", f"  App: {app_url}  (docs: {app_url}/docs)"]
-    lines += ["", "  Ctrl-C stops everything.", "=" * 78]
-    return "\n".join(lines)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{permission_id!r} is not a permission ID (lower-case letters, digits, '_' and ':')"
+        ) from None
 
 
 class _Terminated(Exception):
@@ -188,17 +128,22 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         print(f"error: {UVICORN_MISSING}", file=sys.stderr)
         return 1
     stream = out or sys.stdout
-    seed = Seed.from_file(args.seed) if args.seed else None
+    seed = Seed.from_file(args.seed) if args.seed else default_seed()
+    seed = seed.with_definitions(team=args.team_permission, project=args.project_permission)
     if not args.latency_ms >= 0:
         print("error: --latency-ms must be 0 or more", file=sys.stderr)
         return 2
-    emulator = Emulator(
-        seed,
-        access_token_ttl=args.access_token_ttl,
-        latency=args.latency_ms / 1000,
-        key_seed=args.key_seed,
-        cors_origins=args.cors_origin,
-    )
+    try:
+        emulator = Emulator(
+            seed,
+            access_token_ttl=args.access_token_ttl,
+            latency=args.latency_ms / 1000,
+            key_seed=args.key_seed,
+            cors_origins=args.cors_origin,
+        )
+    except ValueError as exc:  # e.g. a permission containing one that is not defined
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     server = EmulatorServer(
         emulator,
         host=args.host,

@@ -9,15 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._app import EmulatorApp
+from ._backend import DEFAULT_ACCESS_TOKEN_TTL
+from ._emulator_authz import AuthorizationApi
+from ._errors import KnownError
 from ._seed import Seed, SeedProject, default_seed
-from ._store import (
-    DEFAULT_ACCESS_TOKEN_TTL,
-    Backend,
-    Project,
-    User,
-    hash_password,
-    new_id,
-)
+from ._store import Project, User, hash_password, new_id
 from ._views import user_json
 
 DEFAULT_HOST = "127.0.0.1"
@@ -35,7 +31,7 @@ class Tokens:
     refresh_token_id: str
 
 
-class Emulator(Backend):
+class Emulator(AuthorizationApi):
     """A local, in-memory Stack Auth for development and tests. Never for production.
 
     ``Emulator()`` starts from the default seed (one project with fixed dev keys and a demo
@@ -44,7 +40,13 @@ class Emulator(Backend):
     ``clock`` returns epoch seconds and drives every timestamp and expiry, so tests can mint
     expired tokens without waiting. ``latency`` (seconds, default 0) delays every answer of an
     API endpoint, as a distant Stack Auth would (for load tests); ``calls`` counts the requests
-    each endpoint received, e.g. ``calls["GET /users/me"]``.
+    each endpoint received, e.g. ``calls["GET /users/me"]``. ``advance_clock(seconds)`` moves the
+    emulator's time forward, to expire tokens, sessions and API keys without waiting.
+
+    Besides users and tokens, the Python API creates teams, members, permission definitions and
+    grants, and API keys (``create_team``, ``grant_team_permission``, ``create_api_key``, ...;
+    see ``AuthorizationApi``); where Stack would answer an error, it raises ``KnownError`` with
+    Stack's code.
 
     The signing keys are random per instance; ``key_seed`` derives them from that text instead
     (the same seed, the same keys). Browsers may call it from loopback origins and from
@@ -79,14 +81,19 @@ class Emulator(Backend):
     # --- seed ------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget every change: back to the seed's projects and users (the keys stay)."""
+        """Forget every change: back to the seed's projects, users, teams and permissions, and
+        to the clock's own time (the signing keys stay)."""
         with self.lock:
+            self.clock_offset = 0.0
             self.projects.clear()
             for seed_project in self.seed.projects:
-                self._load_project(seed_project)
+                try:
+                    self._load_project(seed_project)
+                except KnownError as exc:  # a seed naming what it does not define
+                    raise ValueError(f"seed of project {seed_project.id}: {exc.message}") from exc
 
     def _load_project(self, seed: SeedProject) -> None:
-        self.projects[seed.id] = Project(
+        project = self.projects[seed.id] = Project(
             id=seed.id,
             display_name=seed.display_name,
             publishable_client_keys=list(seed.publishable_client_keys),
@@ -94,8 +101,30 @@ class Emulator(Backend):
             super_secret_admin_keys=list(seed.super_secret_admin_keys),
             config=copy.deepcopy(seed.config),
         )
+        perms = project.permissions
+        for d in seed.team_permission_definitions:
+            perms.define(d.id, "team", d.contained_permission_ids, d.description)
+        for d in seed.project_permission_definitions:
+            perms.define(d.id, "project", d.contained_permission_ids, d.description)
+        perms.team_creator_defaults = list(seed.default_team_creator_permissions)
+        perms.team_member_defaults = list(seed.default_team_member_permissions)
+        perms.user_defaults = list(seed.default_project_permissions)
+        for pid in (*perms.team_creator_defaults, *perms.team_member_defaults):
+            perms.check_grantable(pid, "team")
         for user in seed.users:  # a seed user's fields are create_user's arguments
-            self.create_user(project_id=seed.id, user_id=user.id, **user.model_dump(exclude={"id"}))
+            fields = user.model_dump(exclude={"id", "project_permissions"})
+            created = self.create_user(project_id=seed.id, user_id=user.id, **fields)
+            for pid in user.project_permissions:
+                perms.grant_project(created.id, pid)
+        for team in seed.teams:
+            fields = team.model_dump(exclude={"id", "display_name", "members"})
+            row = self.create_team(team.display_name, team_id=team.id, project_id=seed.id, **fields)
+            for member in team.members:
+                project.add_member(row.id, member.user_id, creator=member.creator)
+                for pid in member.permissions:
+                    perms.grant_team(row.id, member.user_id, pid)
+                if member.selected:
+                    project.users[member.user_id].selected_team_id = row.id
 
     # --- the default project ---------------------------------------------------------------
 
@@ -112,13 +141,6 @@ class Emulator(Backend):
     @property
     def secret_server_key(self) -> str:
         return self.seed.projects[0].secret_server_keys[0]
-
-    def _project(self, project_id: str | None) -> Project:
-        pid = project_id or self.project_id
-        project = self.projects.get(pid)
-        if project is None:
-            raise KeyError(f"no project {pid!r} in this emulator")
-        return project
 
     # --- Python API: users and tokens -----------------------------------------------------
 
@@ -178,7 +200,8 @@ class Emulator(Backend):
             return user_json(project.users[user_id], project, server=server)
 
     def delete_user(self, user_id: str, *, project_id: str | None = None) -> bool:
-        """Delete a user and their sessions (their access tokens stay valid until ``exp``)."""
+        """Delete a user with their sessions, memberships, permissions and API keys (their
+        access tokens stay valid until ``exp``)."""
         with self.lock:
             return self._project(project_id).delete_user(user_id)
 

@@ -15,8 +15,9 @@ from urllib.parse import parse_qsl
 from starlette.datastructures import Headers
 
 from . import _errors as err
+from ._backend import Backend
 from ._errors import PlainError
-from ._store import Backend, Project, User
+from ._store import Project, User
 from ._tokens import VerifiedToken, decode_access_token
 
 ACCESS_TYPES = ("client", "server", "admin")

@@ -1,14 +1,16 @@
-"""Seed data: the projects, keys and users an emulator starts with (``--seed FILE``)."""
+"""Seed data: the projects, keys, users, teams and permissions an emulator starts with
+(``--seed FILE``)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from ._store import ProjectConfig
+from ._rows import ProjectConfig
 
 #: Fixed development values of the default seed, so ``make run`` prints the same project keys
 #: each time. They are public: never use them for anything but the emulator. (The signing keys
@@ -21,6 +23,8 @@ DEMO_USER_ID = "de3a0000-0000-4000-8000-000000000001"
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"
 DEMO_DISPLAY_NAME = "Demo User"
+DEMO_TEAM_ID = "de3a7ea3-0000-4000-8000-000000000001"
+DEMO_TEAM_NAME = "Demo Team"
 
 
 class _SeedModel(BaseModel):
@@ -41,6 +45,41 @@ class SeedUser(_SeedModel):
     client_metadata: JsonValue = None
     client_read_only_metadata: JsonValue = None
     server_metadata: JsonValue = None
+    #: Project permissions granted directly (besides the project's defaults).
+    project_permissions: tuple[str, ...] = ()
+
+
+class SeedPermission(_SeedModel):
+    """A permission definition: what it contains must be defined before it (or be a system
+    ``$...`` permission, for team permissions)."""
+
+    id: str = Field(pattern=r"^[a-z0-9_:]+$")
+    contained_permission_ids: tuple[str, ...] = ()
+    description: str | None = None
+
+
+class SeedMember(_SeedModel):
+    """A member of a seeded team; ``user_id`` names a seeded user (give that user an ``id``)."""
+
+    user_id: str
+    #: The creator's default permissions (``team_admin``) instead of a member's (``team_member``).
+    creator: bool = False
+    #: Team permissions granted directly, besides the defaults.
+    permissions: tuple[str, ...] = ()
+    #: The user's selected team (``selected_team_id``, in their tokens too).
+    selected: bool = False
+
+
+class SeedTeam(_SeedModel):
+    """A team and its members."""
+
+    id: str | None = None
+    display_name: str
+    profile_image_url: str | None = None
+    client_metadata: JsonValue = None
+    client_read_only_metadata: JsonValue = None
+    server_metadata: JsonValue = None
+    members: tuple[SeedMember, ...] = ()
 
 
 #: A project's settings in a seed: the store's own ``ProjectConfig`` (unknown names refused).
@@ -57,6 +96,16 @@ class SeedProject(_SeedModel):
     super_secret_admin_keys: tuple[str, ...] = ()
     config: ProjectConfig = Field(default_factory=ProjectConfig)
     users: tuple[SeedUser, ...] = ()
+    #: Definitions besides Stack's defaults (``team_admin``, ``team_member`` and the system
+    #: ``$...`` ones), which a definition of the same ID replaces.
+    team_permission_definitions: tuple[SeedPermission, ...] = ()
+    project_permission_definitions: tuple[SeedPermission, ...] = ()
+    #: Team permissions granted to a team's creator, and to each member added later.
+    default_team_creator_permissions: tuple[str, ...] = ("team_admin",)
+    default_team_member_permissions: tuple[str, ...] = ("team_member",)
+    #: Project permissions granted to every new user.
+    default_project_permissions: tuple[str, ...] = ()
+    teams: tuple[SeedTeam, ...] = ()
 
 
 class Seed(_SeedModel):
@@ -70,9 +119,27 @@ class Seed(_SeedModel):
         data: Any = json.loads(Path(path).read_text(encoding="utf-8"))
         return cls.model_validate(data)
 
+    def with_definitions(
+        self, *, team: Iterable[SeedPermission] = (), project: Iterable[SeedPermission] = ()
+    ) -> Seed:
+        """This seed with more permission definitions in its first (default) project."""
+        first = self.projects[0]
+        first = first.model_copy(
+            update={
+                "team_permission_definitions": (*first.team_permission_definitions, *team),
+                "project_permission_definitions": (
+                    *first.project_permission_definitions,
+                    *project,
+                ),
+            }
+        )
+        return self.model_copy(update={"projects": (first, *self.projects[1:])})
+
 
 def default_seed() -> Seed:
-    """The seed of ``make run``: one project with fixed dev keys and a demo user."""
+    """The seed of ``make run``: one project with fixed dev keys and user and team API keys
+    allowed; a demo user with the project permission ``admin``, creator of a demo team (their
+    selected team) in which they also have ``docs:delete`` (which contains ``docs:read``)."""
     return Seed(
         projects=(
             SeedProject(
@@ -81,12 +148,39 @@ def default_seed() -> Seed:
                 publishable_client_keys=(DEFAULT_PUBLISHABLE_CLIENT_KEY,),
                 secret_server_keys=(DEFAULT_SECRET_SERVER_KEY,),
                 super_secret_admin_keys=(DEFAULT_SUPER_SECRET_ADMIN_KEY,),
+                config=ProjectConfig(allow_user_api_keys=True, allow_team_api_keys=True),
                 users=(
                     SeedUser(
                         id=DEMO_USER_ID,
                         email=DEMO_EMAIL,
                         password=DEMO_PASSWORD,
                         display_name=DEMO_DISPLAY_NAME,
+                        project_permissions=("admin",),
+                    ),
+                ),
+                team_permission_definitions=(
+                    SeedPermission(id="docs:read", description="Read the team's documents"),
+                    SeedPermission(
+                        id="docs:delete",
+                        contained_permission_ids=("docs:read",),
+                        description="Delete the team's documents",
+                    ),
+                ),
+                project_permission_definitions=(
+                    SeedPermission(id="admin", description="Administer the application"),
+                ),
+                teams=(
+                    SeedTeam(
+                        id=DEMO_TEAM_ID,
+                        display_name=DEMO_TEAM_NAME,
+                        members=(
+                            SeedMember(
+                                user_id=DEMO_USER_ID,
+                                creator=True,
+                                permissions=("docs:delete",),
+                                selected=True,
+                            ),
+                        ),
                     ),
                 ),
             ),

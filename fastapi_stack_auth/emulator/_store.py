@@ -1,154 +1,43 @@
-"""The in-memory state: rows (projects, users, sessions, teams) and ``Backend``, which holds
-them with the signing keys and the clock behind one re-entrant lock (the HTTP handlers and the
-Python API, possibly on another thread, both hold it). JSON views are in ``_views.py``."""
+"""``Project``: one project's state in memory (users, sessions, teams, memberships, permissions
+and API keys) and the rules that keep it consistent (cascades, Stack's order of checks). The rows
+are in ``_rows.py``, ``Backend`` (all projects, keys, clock, lock) in ``_backend.py`` and the JSON
+views in ``_views.py``."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import secrets
-import threading
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-from ._errors import user_email_already_exists
-from ._keys import KeyRing
-from ._tokens import AUDIENCE_KINDS, TokenSubject, audience, mint_access_token
+from ._api_keys import ApiKeys
+from ._authz_errors import team_membership_already_exists, team_not_found
+from ._crypto import (
+    REFRESH_TOKEN_LENGTH,
+    check_password,
+    hash_password,
+    new_id,
+    new_refresh_token,
+)
+from ._errors import team_membership_not_found, user_email_already_exists, user_not_found
+from ._rbac import Permissions
+from ._rows import ApiKey, PermissionDefinition, ProjectConfig, Session, Team, User
 
-#: Lower-case Crockford base32, the alphabet of Stack's refresh tokens.
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-REFRESH_TOKEN_LENGTH = 45
 DEFAULT_SESSION_MILLIS = 365 * 24 * 3600 * 1000
-_PBKDF2_ITERATIONS = 10_000
-#: Stack's default access-token lifetime (``STACK_ACCESS_TOKEN_EXPIRATION_TIME``): 10 minutes.
-DEFAULT_ACCESS_TOKEN_TTL = 600
 
-
-def new_id() -> str:
-    """A fresh random UUID, as text."""
-    return str(uuid.uuid4())
-
-
-def new_refresh_token() -> str:
-    """An opaque refresh token: 45 lower-case Crockford base32 characters (225 random bits)."""
-    # One random byte per character, its low 5 bits (256 is a multiple of 32: uniform); 30 times
-    # faster than secrets.choice per character, which load tests minting 100k sessions notice.
-    return "".join(_CROCKFORD[b & 31] for b in secrets.token_bytes(REFRESH_TOKEN_LENGTH))
-
-
-def hash_password(password: str) -> str:
-    """A salted PBKDF2 hash (the emulator never keeps a password in the clear)."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, _PBKDF2_ITERATIONS)
-    return "$".join(
-        (
-            "pbkdf2_sha256",
-            str(_PBKDF2_ITERATIONS),
-            base64.b64encode(salt).decode(),
-            base64.b64encode(digest).decode(),
-        )
-    )
-
-
-def check_password(password: str, stored: str | None) -> bool:
-    """True when ``password`` matches a hash made by ``hash_password``."""
-    if stored is None:
-        return False
-    try:
-        scheme, iterations, salt, digest = stored.split("$")
-        if scheme != "pbkdf2_sha256":
-            return False
-        actual = hashlib.pbkdf2_hmac(
-            "sha256", password.encode(), base64.b64decode(salt), int(iterations)
-        )
-    except ValueError:
-        return False
-    return hmac.compare_digest(actual, base64.b64decode(digest))
-
-
-@dataclass
-class ProjectConfig:
-    """The part of a project's configuration the emulator acts on and reports (seeds set it)."""
-
-    sign_up_enabled: bool = True
-    credential_enabled: bool = True
-    magic_link_enabled: bool = False
-    passkey_enabled: bool = False
-    client_team_creation_enabled: bool = False
-    client_user_deletion_enabled: bool = False
-    allow_user_api_keys: bool = False
-    allow_team_api_keys: bool = False
-    enabled_oauth_providers: list[str] = field(default_factory=list)
-    domains: list[dict[str, Any]] = field(default_factory=list)
-    #: Users with an unverified primary email are restricted (``email_not_verified``).
-    require_email_verification: bool = False
-    #: Client access must send a valid publishable client key.
-    require_publishable_client_key: bool = False
-
-
-@dataclass
-class User:
-    """A user row (server view); ``is_restricted`` and friends are computed on read."""
-
-    id: str
-    signed_up_at_millis: int
-    last_active_at_millis: int
-    primary_email: str | None = None
-    primary_email_verified: bool = False
-    primary_email_auth_enabled: bool = False
-    display_name: str | None = None
-    profile_image_url: str | None = None
-    password_hash: str | None = None
-    otp_auth_enabled: bool = False
-    passkey_auth_enabled: bool = False
-    totp_secret_base64: str | None = None
-    oauth_providers: list[dict[str, Any]] = field(default_factory=list)
-    client_metadata: Any = None
-    client_read_only_metadata: Any = None
-    server_metadata: Any = None
-    selected_team_id: str | None = None
-    is_anonymous: bool = False
-    restricted_by_admin: bool = False
-    restricted_by_admin_reason: str | None = None
-    restricted_by_admin_private_details: str | None = None
-    country_code: str | None = None
-    risk_scores: dict[str, Any] = field(
-        default_factory=lambda: {"sign_up": {"bot": 0, "free_trial_abuse": 0}}
-    )
-
-    @property
-    def has_password(self) -> bool:
-        return self.password_hash is not None
-
-
-@dataclass
-class Session:
-    """A refresh-token row; its ``id`` is the ``refresh_token_id`` claim."""
-
-    id: str
-    user_id: str
-    refresh_token: str
-    created_at_millis: int
-    expires_at_millis: int
-    last_used_at_millis: int
-    is_impersonation: bool = False
-
-
-@dataclass
-class Team:
-    """A team row (no team endpoints yet; used to render ``selected_team``)."""
-
-    id: str
-    display_name: str
-    created_at_millis: int
-    profile_image_url: str | None = None
-    client_metadata: Any = None
-    client_read_only_metadata: Any = None
-    server_metadata: Any = None
+__all__ = [  # the rows and helpers live in their own modules; importable from here too
+    "DEFAULT_SESSION_MILLIS",
+    "REFRESH_TOKEN_LENGTH",
+    "ApiKey",
+    "PermissionDefinition",
+    "Project",
+    "ProjectConfig",
+    "Session",
+    "Team",
+    "User",
+    "check_password",
+    "hash_password",
+    "new_id",
+    "new_refresh_token",
+]
 
 
 @dataclass
@@ -166,6 +55,8 @@ class Project:
     teams: dict[str, Team] = field(default_factory=dict)
     #: ``(team_id, user_id)`` of every team membership.
     memberships: set[tuple[str, str]] = field(default_factory=set)
+    permissions: Permissions = field(default_factory=Permissions)
+    api_keys: ApiKeys = field(default_factory=ApiKeys)
 
     # --- users ----------------------------------------------------------------------------
 
@@ -200,18 +91,33 @@ class Project:
             raise user_email_already_exists(email)
 
     def add_user(self, user: User) -> User:
+        """Store a new user and grant the project's default permissions (as every sign-up)."""
         if user.primary_email_auth_enabled:
             self.check_auth_email_free(user.primary_email)
+        for permission_id in self.permissions.user_defaults:
+            self.permissions.check_grantable(permission_id, "project")
         self.users[user.id] = user
+        for permission_id in self.permissions.user_defaults:
+            self.permissions.grant_project(user.id, permission_id)
         return user
 
     def delete_user(self, user_id: str) -> bool:
-        """Delete a user with their sessions and memberships; False if unknown."""
+        """Delete a user with everything of theirs (sessions, memberships, permissions, API
+        keys); False if unknown. Their access tokens stay valid until ``exp``."""
         if self.users.pop(user_id, None) is None:
             return False
         self.revoke_sessions_of(user_id)
         self.memberships = {m for m in self.memberships if m[1] != user_id}
+        self.permissions.forget(user_id=user_id)
+        self.api_keys.forget_owner("user", user_id)
         return True
+
+    def user_or_404(self, user_id: str) -> User:
+        """The user, or ``USER_NOT_FOUND``."""
+        user = self.users.get(user_id)
+        if user is None:
+            raise user_not_found()
+        return user
 
     # --- sessions -------------------------------------------------------------------------
 
@@ -248,117 +154,71 @@ class Project:
         for session_id in [s.id for s in self.sessions.values() if s.user_id == user_id]:
             del self.sessions[session_id]
 
-    # --- teams (no endpoints yet: they render ``selected_team``) --------------------------------
+    # --- teams and memberships --------------------------------------------------------------
 
-    def add_team(self, team: Team) -> Team:
+    def add_team(self, team: Team, *, creator_user_id: str | None = None) -> Team:
+        """Store a team; its creator (if any) becomes a member with the creator permissions."""
+        if creator_user_id is not None:
+            self.user_or_404(creator_user_id)
         self.teams[team.id] = team
+        if creator_user_id is not None:
+            self.add_member(team.id, creator_user_id, creator=True)
         return team
 
-    def add_member(self, team_id: str, user_id: str) -> None:
+    def team_or_404(self, team_id: str) -> Team:
+        """The team, or ``TEAM_NOT_FOUND``."""
+        team = self.teams.get(team_id)
+        if team is None:
+            raise team_not_found(team_id)
+        return team
+
+    def delete_team(self, team_id: str) -> bool:
+        """Delete a team with its memberships, permissions and API keys; False if unknown."""
+        if self.teams.pop(team_id, None) is None:
+            return False
+        for _, user_id in [m for m in self.memberships if m[0] == team_id]:
+            self.remove_member(team_id, user_id)
+        self.permissions.forget(team_id=team_id)
+        self.api_keys.forget_owner("team", team_id)
+        return True
+
+    def teams_of(self, user_id: str | None) -> list[Team]:
+        """The teams ``user_id`` is in (every team for ``None``), oldest first."""
+        teams = [t for t in self.teams.values() if user_id is None or self.is_member(t.id, user_id)]
+        return sorted(teams, key=lambda t: t.created_at_millis)
+
+    def add_member(self, team_id: str, user_id: str, *, creator: bool = False) -> None:
+        """Add a member in Stack's order of checks (``USER_NOT_FOUND``, ``TEAM_NOT_FOUND``,
+        ``TEAM_MEMBERSHIP_ALREADY_EXISTS``) and grant the default member (or creator)
+        permissions."""
+        self.user_or_404(user_id)
+        self.team_or_404(team_id)
+        if self.is_member(team_id, user_id):
+            raise team_membership_already_exists()
+        perms = self.permissions
+        defaults = perms.team_creator_defaults if creator else perms.team_member_defaults
+        for permission_id in defaults:
+            perms.check_grantable(permission_id, "team")
         self.memberships.add((team_id, user_id))
+        for permission_id in defaults:
+            perms.grant_team(team_id, user_id, permission_id)
+
+    def check_member(self, team_id: str, user_id: str) -> None:
+        """``USER_NOT_FOUND`` or ``TEAM_MEMBERSHIP_NOT_FOUND`` unless ``user_id`` is a member."""
+        self.user_or_404(user_id)
+        if not self.is_member(team_id, user_id):
+            raise team_membership_not_found(team_id, user_id)
+
+    def remove_member(self, team_id: str, user_id: str) -> bool:
+        """End a membership and its permissions (and the user's selection of the team)."""
+        if not self.is_member(team_id, user_id):
+            return False
+        self.memberships.discard((team_id, user_id))
+        self.permissions.forget(team_id=team_id, user_id=user_id)
+        user = self.users.get(user_id)
+        if user is not None and user.selected_team_id == team_id:
+            user.selected_team_id = None
+        return True
 
     def is_member(self, team_id: str, user_id: str) -> bool:
         return (team_id, user_id) in self.memberships
-
-
-class Backend:
-    """The emulated Stack Auth that the HTTP routes act on: projects, signing keys, clock and
-    settings, behind ``lock``. ``Emulator`` adds the Python API and the ASGI app."""
-
-    def __init__(
-        self,
-        *,
-        public_url: str,
-        access_token_ttl: int,
-        clock: Callable[[], float],
-        latency: float,
-        key_seed: str | None,
-        cors_origins: Iterable[str],
-        allowed_hosts: Iterable[str],
-    ) -> None:
-        if access_token_ttl < 1:
-            raise ValueError("access_token_ttl must be at least 1 second")
-        if not latency >= 0:
-            raise ValueError("latency must be 0 or more seconds")
-        self.lock = threading.RLock()
-        self.projects: dict[str, Project] = {}
-        self.public_url = public_url
-        self.access_token_ttl = access_token_ttl
-        self.clock = clock
-        #: Seconds every API answer is delayed by (``asyncio.sleep``): a slow network.
-        self.latency = latency
-        #: Requests received per endpoint, keyed ``"METHOD /path pattern"`` (``/api/v1`` off).
-        self.calls: Counter[str] = Counter()
-        #: Random per instance unless ``key_seed`` is given (then derived from it).
-        self.keys = KeyRing(key_seed)
-        #: Browser origins allowed besides loopback ones (``scheme://host[:port]``).
-        self.cors_origins = {origin.rstrip("/").lower() for origin in cors_origins}
-        #: ``Host`` names accepted besides loopback ones (no port).
-        self.allowed_hosts = {host.lower() for host in allowed_hosts}
-
-    @property
-    def public_url(self) -> str:
-        """Base URL of the emulator as clients see it (no trailing slash): the tokens' issuer."""
-        return self._public_url
-
-    @public_url.setter
-    def public_url(self, value: str) -> None:
-        self._public_url = value.rstrip("/")
-
-    @property
-    def project_id(self) -> str:
-        """The default (first) project."""
-        return next(iter(self.projects))
-
-    def now(self) -> float:
-        """The emulator's current time, in epoch seconds."""
-        return self.clock()
-
-    def now_millis(self) -> int:
-        return int(self.clock() * 1000)
-
-    def mint_access_token(
-        self,
-        session: Session,
-        *,
-        project: Project,
-        issued_at: float | None = None,
-        lifetime: int | None = None,
-    ) -> str:
-        """A fresh access token for ``session`` (claims from the user as they are now)."""
-        with self.lock:
-            user = project.users[session.user_id]
-            user.last_active_at_millis = session.last_used_at_millis = self.now_millis()
-            subject = TokenSubject(
-                user_id=user.id,
-                name=user.display_name,
-                email=user.primary_email,
-                email_verified=user.primary_email_verified,
-                selected_team_id=user.selected_team_id,
-                signed_up_at_millis=user.signed_up_at_millis,
-                is_anonymous=user.is_anonymous,
-                restricted_reason=project.restricted_reason(user),
-                requires_totp_mfa=user.totp_secret_base64 is not None,
-            )
-        return mint_access_token(
-            self.keys,
-            public_url=self.public_url,
-            project_id=project.id,
-            subject=subject,
-            refresh_token_id=session.id,
-            issued_at=int(self.clock() if issued_at is None else issued_at),
-            lifetime=self.access_token_ttl if lifetime is None else lifetime,
-        )
-
-    def jwks(
-        self,
-        project_id: str | None = None,
-        *,
-        include_restricted: bool = False,
-        include_anonymous: bool = False,
-    ) -> dict[str, Any]:
-        """The project's public JWKS, as ``/.well-known/jwks.json`` serves it."""
-        pid = project_id or self.project_id
-        kinds = AUDIENCE_KINDS[: 3 if include_anonymous else 2 if include_restricted else 1]
-        keys = [key.public_jwk for kind in kinds for key in self.keys.keys_for(audience(pid, kind))]
-        return {"keys": keys}

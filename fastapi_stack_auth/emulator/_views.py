@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ._rows import ApiKey, Session
 from ._store import Project, Team, User
 
 
@@ -92,4 +93,35 @@ def project_json(project: Project) -> dict[str, Any]:
         },
         "display_name": project.display_name,
         "id": project.id,
+    }
+
+
+def api_key_json(key: ApiKey, *, value: str | None = None) -> dict[str, Any]:
+    """A key as Stack reads it out: ``value`` is ``{last_four}``, or the whole key when it has
+    just been created; the expiry and revocation times are absent when unset."""
+    body: dict[str, Any] = {
+        "id": key.id,
+        "description": key.description,
+        "is_public": key.is_public,
+        "created_at_millis": key.created_at_millis,
+    }
+    if key.expires_at_millis is not None:
+        body["expires_at_millis"] = key.expires_at_millis
+    if key.manually_revoked_at_millis is not None:
+        body["manually_revoked_at_millis"] = key.manually_revoked_at_millis
+    body["value"] = value if value is not None else {"last_four": key.last_four}
+    body["user_id" if key.type == "user" else "team_id"] = key.owner_id
+    body["type"] = key.type
+    return body
+
+
+def session_json(session: Session, *, current_id: str | None) -> dict[str, Any]:
+    """A session as ``GET /auth/sessions`` lists it (no IP information: the key is absent)."""
+    return {
+        "id": session.id,
+        "user_id": session.user_id,
+        "created_at": session.created_at_millis,
+        "last_used_at": session.last_used_at_millis,
+        "is_impersonation": session.is_impersonation,
+        "is_current_session": session.id == current_id,
     }
