@@ -92,6 +92,29 @@ def restricted_not_allowed() -> AuthError:
     return AuthError(403, "RESTRICTED_USER_NOT_ALLOWED", "Restricted users are not allowed here")
 
 
+def team_id_required(where: str) -> AuthError:
+    """400: the route needs a team and the request names none (``where`` says where it is read:
+    a header, or the user's selected team)."""
+    return AuthError(400, "TEAM_ID_REQUIRED", f"A team is required: {where}")
+
+
+def invalid_team_id(where: str) -> AuthError:
+    """400: the team id sent is not a UUID (never echoed: ``where`` names where it was read)."""
+    return AuthError(400, "INVALID_TEAM_ID", f"The team id in {where} is not a valid UUID")
+
+
+def team_membership_required() -> AuthError:
+    """403: the user is not a member of the team (or there is no such team: the same answer,
+    so that a team's existence is never revealed)."""
+    return AuthError(403, "TEAM_MEMBERSHIP_REQUIRED", "Membership of this team is required")
+
+
+def permission_required(scope: str, missing: str) -> AuthError:
+    """403: the user lacks a permission; ``missing`` names it (or the alternatives), ``scope``
+    is ``team`` or ``project``."""
+    return AuthError(403, "PERMISSION_REQUIRED", f"Requires the {scope} permission {missing}")
+
+
 def server_misconfigured() -> AuthError:
     """500: our own Stack Auth settings are wrong (the log names the setting)."""
     return AuthError(500, "SERVER_MISCONFIGURED", "Authentication is misconfigured on the server")
