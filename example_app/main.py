@@ -1,4 +1,6 @@
-"""Example app: public, optional-auth and protected routes, a protected router and a WebSocket.
+"""Example app: public, optional-auth and protected routes, a router guarded by a project
+permission, a team-scoped route guarded by a team permission, a route for API keys, and a
+WebSocket.
 
 ``make run`` starts it against the local Stack Auth emulator (no account needed), or against
 your project when ``STACK_PROJECT_ID`` and ``STACK_SECRET_SERVER_KEY`` are set (environment or
@@ -13,12 +15,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, WebSocket
 
 from fastapi_stack_auth import (
+    Principal,
     StackAuth,
     StackUser,
     TokenClaims,
+    current_principal,
     current_user,
     optional_user,
-    require_user,
+    require_project_permission,
+    require_team_permission,
     token_claims,
 )
 
@@ -63,16 +68,37 @@ async def claims(token: TokenClaims = Depends(token_claims)) -> dict[str, Any]:
     }
 
 
-admin = APIRouter(prefix="/admin", dependencies=[Depends(require_user)])
+admin = APIRouter(prefix="/admin", dependencies=[Depends(require_project_permission("admin"))])
 
 
 @admin.get("/stats")
 async def stats() -> dict[str, int]:
-    """Protected by the router: every route under /admin needs a signed-in user."""
+    """Protected by the router: every route under /admin needs the project permission admin."""
     return {"users_online": 1}
 
 
 app.include_router(admin)
+
+
+@app.delete(
+    "/teams/{team_id}/docs/{doc_id}",
+    dependencies=[Depends(require_team_permission("docs:delete"))],
+)
+async def delete_doc(team_id: str, doc_id: str) -> dict[str, str]:
+    """Team-scoped: the user needs the team permission docs:delete in the team of the path."""
+    return {"deleted": doc_id, "team_id": team_id}
+
+
+@app.post("/ingest")
+async def ingest(caller: Principal = Depends(current_principal)) -> dict[str, Any]:
+    """For machines and people: a user's access token, or a user or team API key
+    (``x-stack-api-key`` or ``Authorization: Bearer sk_...``)."""
+    return {
+        "kind": caller.kind,
+        "user_id": caller.user.id if caller.user is not None else None,
+        "team_id": caller.team_id,
+        "api_key": caller.api_key is not None,
+    }
 
 
 @app.websocket("/ws")

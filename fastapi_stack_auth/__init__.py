@@ -17,6 +17,13 @@ More models are in ``fastapi_stack_auth.models``, every exception in ``fastapi_s
 """
 
 from ._answers import AuthError
+from ._authorization import (
+    TeamAccess,
+    TeamMember,
+    current_team_member,
+    require_project_permission,
+    require_team_permission,
+)
 from ._dependencies import (
     CurrentClaims,
     CurrentUser,
@@ -36,6 +43,7 @@ from ._principals import (
     api_key_principal,
     current_principal,
 )
+from ._requirements import TeamFrom, all_of, any_of
 from ._settings import StackAuthSettings
 from ._stack import StackAuth
 from ._version import __version__
@@ -56,14 +64,22 @@ __all__ = [
     "StackAuthError",
     "StackAuthSettings",
     "StackUser",
+    "TeamAccess",
+    "TeamFrom",
+    "TeamMember",
     "TokenClaims",
     "UserDependency",
     "__version__",
+    "all_of",
+    "any_of",
     "api_key_principal",
     "current_principal",
+    "current_team_member",
     "current_user",
     "full_user",
     "optional_user",
+    "require_project_permission",
+    "require_team_permission",
     "require_user",
     "token_claims",
 ]

@@ -52,10 +52,20 @@ async def projects_current(request: Request) -> JSONResponse:
     return JSONResponse({"id": PROJECT_ID, "display_name": "Test", "config": {}})
 
 
+async def project_permissions(request: Request) -> JSONResponse:
+    # The good token's user holds the project permission ``admin`` (the example's /admin).
+    if not _keys_ok(request):
+        return _known_error(401, "INVALID_SECRET_SERVER_KEY")
+    user_id, wanted = request.query_params.get("user_id"), request.query_params.get("permission_id")
+    held = [{"id": "admin", "user_id": user_id}] if user_id == user_body()["id"] else []
+    return JSONResponse({"items": [p for p in held if p["id"] == wanted], "is_paginated": False})
+
+
 stack_stand_in = Starlette(
     routes=[
         Route("/api/v1/users/me", users_me),
         Route("/api/v1/projects/current", projects_current),
+        Route("/api/v1/project-permissions", project_permissions),
     ]
 )
 
