@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -306,6 +307,11 @@ async def drive(
     await asyncio.gather(*(client() for _ in range(concurrency)))
 
 
+def _forged(token: str, other: str) -> str:
+    """``token`` with ``other``'s signature: well formed, right audience, not genuine."""
+    return token.rpartition(".")[0] + "." + other.rpartition(".")[2]
+
+
 def run_phase(
     name: str,
     app: App,
@@ -465,6 +471,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 results.append(result)
                 print(_fmt_row(result), flush=True)
+            # A forged-token flood: each token has the shape, audience and future exp of a real
+            # one but another token's signature; each is sent 20 times. With the project's
+            # JWKS loaded, remote mode refuses them without asking Stack.
+            forged = [_forged(a, b) for a, b in itertools.pairwise(cold[:51])]
+            flood = [token for token in forged for _ in range(20)]
+            rng.shuffle(flood)
+            forged_result = run_phase(
+                "remote-forged",
+                app,
+                emulator,
+                flood,
+                distinct=len(forged),
+                concurrency=args.concurrency,
+                cap=args.cap,
+            )
+            print(_fmt_row(forged_result), flush=True)
         remote_output = app.output
         jwks_before = emulator.calls()[JWKS]
         with app_process({**common, "STACK_VERIFY": "jwt"}, workdir, "jwt") as app:
@@ -498,6 +520,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"  remote mode: {sent} requests, {tokens_seen} distinct tokens, {asked} upstream "
             f"calls: {check(asked == tokens_seen, 'remote upstream calls')}"
+        )
+        f = forged_result
+        refused = f.statuses.get(401, 0) == f.requests
+        print(
+            f"  forged-token flood: {f.done} requests, {f.distinct} distinct forged tokens, "
+            f"{f.upstream} upstream calls (at most 1 per distinct token per window), all 401: "
+            f"{check(refused and f.upstream <= f.distinct, 'forged flood')}"
         )
         burst_r = r["remote-burst"]
         print(
