@@ -97,14 +97,8 @@ class TeamPermissionDependency(_AuthorizationDependency):
         return f"require_team_permission({self._denied}, team_from={self.team_from})"
 
     async def __call__(self, conn: HTTPConnection) -> TeamAccess:
-        source = self.team_from
         try:
-            # A malformed or missing team id is answered before any call to Stack.
-            team_id = None if source.kind == "selected_team" else source.read(conn, None)
-            # Never None: optional user dependencies are refused in __init__.
-            user = cast(StackUser, await self.user(conn))
-            if team_id is None:
-                team_id = source.read(conn, user)
+            user, team_id = await _user_and_team(self.user, self.team_from, conn)
             permissions = self._permissions(conn)
             required = self.required
             if isinstance(required, str):
@@ -185,12 +179,8 @@ class TeamMemberDependency(_AuthorizationDependency):
         return f"current_team_member(team_from={self.team_from})"
 
     async def __call__(self, conn: HTTPConnection) -> TeamMember:
-        source = self.team_from
         try:
-            team_id = None if source.kind == "selected_team" else source.read(conn, None)
-            user = cast(StackUser, await self.user(conn))
-            if team_id is None:
-                team_id = source.read(conn, user)
+            user, team_id = await _user_and_team(self.user, self.team_from, conn)
             permissions = self._permissions(conn)
             teams = permissions.teams.get(teams_key(user.id))
             if teams is None:
@@ -201,6 +191,17 @@ class TeamMemberDependency(_AuthorizationDependency):
         except StackAuthError as exc:
             raise answer(conn, exc) from None
         return TeamMember(user, team)
+
+
+async def _user_and_team(
+    user_dependency: UserDependency, source: TeamFrom, conn: HTTPConnection
+) -> tuple[StackUser, str]:
+    """The signed-in user and the request's team id. A team id read from the request itself
+    (path or header) is judged first: a missing or malformed one costs no call to Stack."""
+    team_id = None if source.kind == "selected_team" else source.read(conn, None)
+    # Never None: optional user dependencies are refused when the dependency is built.
+    user = cast(StackUser, await user_dependency(conn))
+    return user, team_id if team_id is not None else source.read(conn, user)
 
 
 def require_team_permission(
