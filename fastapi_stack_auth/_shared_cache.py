@@ -132,6 +132,19 @@ class GuardedTier:
         """Store ``value`` under ``key`` for ``ttl_seconds``, unless Redis is unavailable."""
         await self._call(lambda client: client.set(key, value, ex=ttl_seconds))
 
+    async def claim(self, key: bytes, value: bytes, ttl_seconds: int) -> bool | None:
+        """Store ``value`` under ``key`` only if the key is absent (``SET NX``): ``True`` if
+        stored, ``False`` if the key was there, ``None`` if Redis is unavailable."""
+
+        async def set_if_absent(client: Redis) -> bool:
+            return bool(await client.set(key, value, ex=ttl_seconds, nx=True))
+
+        return await self._call(set_if_absent)
+
+    async def delete(self, key: bytes) -> None:
+        """Remove ``key``, unless Redis is unavailable."""
+        await self._call(lambda client: client.delete(key))
+
     async def _call(self, op: Callable[[Redis], Awaitable[T]]) -> T | None:
         client = self._client
         if client is None:

@@ -894,3 +894,27 @@ async def test_a_failure_to_close_is_logged_not_raised(caplog: pytest.LogCapture
     [warning] = tier_records(caplog, logging.WARNING)
     assert "Closing" in warning
     assert "ConnectionError" in warning
+
+
+async def test_claim_stores_only_when_absent_and_delete_frees_the_key(redis_url: str) -> None:
+    tier = GuardedTier(redis_url, timeout=1.0)
+    await tier.start()
+    try:
+        assert await tier.claim(b"k", b"first", 60) is True
+        assert await tier.claim(b"k", b"second", 60) is False
+        assert await tier.get(b"k") == b"first"
+        await tier.delete(b"k")
+        assert await tier.get(b"k") is None
+        assert await tier.claim(b"k", b"third", 60) is True
+    finally:
+        await tier.aclose()
+
+
+async def test_claim_answers_none_when_redis_is_unavailable() -> None:
+    tier = GuardedTier(f"redis://127.0.0.1:{free_port()}", timeout=0.5)
+    await tier.start()  # nothing listens: logged, not raised
+    try:
+        assert await tier.claim(b"k", b"v", 60) is None
+        await tier.delete(b"k")  # never raises
+    finally:
+        await tier.aclose()
