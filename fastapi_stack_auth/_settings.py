@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._exceptions import StackAuthConfigError
 
@@ -89,6 +89,60 @@ class StackAuthSettings(BaseSettings):
     jwt_leeway: float = Field(
         default=5.0, ge=0, le=60, description="Seconds of clock skew tolerated in JWT mode."
     )
+
+    cookies: bool = Field(
+        default=False,
+        description=(
+            "Also read the access token from the cookies a Stack frontend on the same site sets "
+            "(stack-access / hexclave-access), when no header credential is sent."
+        ),
+    )
+    trusted_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description=(
+            "Cookie credentials on POST/PUT/PATCH/DELETE are accepted only from these origins "
+            "(comma-separated, e.g. https://app.example.com), against cross-site request forgery."
+        ),
+    )
+    silent_refresh: bool = Field(
+        default=False,
+        description=(
+            "Refresh an expired access token sent with its refresh token (x-stack-auth or the "
+            "cookies) through Stack's refresh grant, and hand the new one back to the frontend."
+        ),
+    )
+
+    @field_validator("trusted_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.replace(" ", ",").split(",") if part]
+        return value
+
+    @field_validator("trusted_origins")
+    @classmethod
+    def _check_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # An origin is scheme://host[:port] exactly as a browser sends it in Origin.
+        origins = []
+        for origin in value:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+                or "@" in parts.netloc
+            ):
+                raise PydanticCustomError(
+                    "origin", "each must be an origin such as https://app.example.com"
+                )
+            netloc = parts.netloc.lower()
+            default_port = ":443" if parts.scheme == "https" else ":80"
+            # Browsers leave the default port out of Origin.
+            netloc = netloc.removesuffix(default_port)
+            origins.append(f"{parts.scheme}://{netloc}")
+        return tuple(origins)
 
     @field_validator("secret_server_key")
     @classmethod

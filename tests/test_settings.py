@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from fastapi_stack_auth import StackAuth, StackAuthConfigError, StackAuthSettings
+from fastapi_stack_auth._settings import load_settings
 from tests.conftest import PROJECT_ID, SECRET_KEY
 
 
@@ -215,3 +216,27 @@ def test_the_removed_http_client_setting_is_ignored(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("STACK_HTTP_CLIENT", "aiohttp")
     settings = StackAuth(project_id=PROJECT_ID, secret_server_key=SECRET_KEY).settings
     assert not hasattr(settings, "http_client")
+
+
+def test_trusted_origins_are_read_comma_separated_and_normalised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "STACK_TRUSTED_ORIGINS", "https://App.Example.com:443, http://localhost:3000"
+    )
+    settings = load_settings(project_id="p", verify="jwt")
+    assert settings.trusted_origins == ("https://app.example.com", "http://localhost:3000")
+    assert settings.cookies is False
+    assert settings.silent_refresh is False
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://a.example/path", "ftp://a.example", "https://u:p@a.example", "a.example"]
+)
+def test_a_trusted_origin_that_is_not_an_origin_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, origin: str
+) -> None:
+    monkeypatch.setenv("STACK_TRUSTED_ORIGINS", origin)
+    with pytest.raises(StackAuthConfigError, match="STACK_TRUSTED_ORIGINS is invalid") as info:
+        load_settings(project_id="p", verify="jwt")
+    assert "u:p" not in str(info.value)
