@@ -2,9 +2,10 @@
 permissions, for HTTP routes and WebSockets alike.
 
 Each dependency resolves the signed-in user with a ``UserDependency`` (``current_user`` by
-default), called directly rather than declared as a FastAPI sub-dependency: FastAPI's own
-resolution of one more dependency costs about a tenth of a no-op request, the whole budget
-of a cached check. A cache hit is then one digest and one dictionary lookup.
+default) or, for machines calling with a user's API key, a ``PrincipalDependency`` that accepts
+user principals only. It is called directly rather than declared as a FastAPI sub-dependency:
+FastAPI's own resolution of one more dependency costs about a tenth of a no-op request, the
+whole budget of a cached check. A cache hit is then one digest and one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from ._answers import permission_required, team_membership_required
 from ._dependencies import UserDependency, answer, current_user, default_stack
 from ._exceptions import StackAuthError
 from ._permissions import Permissions, project_key, team_key, teams_key
+from ._principals import PrincipalDependency
 from ._requirements import Requirement, check_permission_ids
 from ._requirements import TeamFrom as TeamFrom  # re-exported: the package imports it here
 from ._stack import StackAuth
-from .models import StackUser, Team
+from .models import Principal, StackUser, Team
+
+#: Who an authorization check is about: a user dependency (an access token), or a principal
+#: dependency (an access token or a user API key; a team key has no user and is refused).
+UserSource = UserDependency | PrincipalDependency
 
 
 class TeamAccess(NamedTuple):
@@ -48,15 +54,20 @@ class TeamMember(NamedTuple):
 class _AuthorizationDependency(SecurityBase):
     # A security scheme like the user dependency it builds on, so /docs shows the lock.
 
-    def __init__(self, *, stack: StackAuth | None, user: UserDependency | None) -> None:
+    def __init__(self, *, stack: StackAuth | None, user: UserSource | None) -> None:
         if user is None:
             user = current_user if stack is None else UserDependency(stack=stack)
-        if user.optional:
+        if isinstance(user, PrincipalDependency):
+            # A team key is refused from its own text (401 WRONG_API_KEY_TYPE), before any
+            # call: it has no user whose permissions could be asked.
+            user = user.users_only()
+        elif user.optional:
             raise ValueError("an authorization check needs a signed-in user: not optional=True")
         if stack is not None and user.stack is not None and user.stack is not stack:
             raise ValueError("stack= and user= name two different StackAuth instances")
         self.stack = stack or user.stack
-        self.user = user
+        #: The dependency that resolves the user (for a principal one: users only).
+        self.user: UserSource = user
         self.model = user.model
         self.scheme_name = user.scheme_name
         self._bound: tuple[object, Permissions] | None = None
@@ -85,7 +96,7 @@ class TeamPermissionDependency(_AuthorizationDependency):
         *,
         team_from: TeamFrom | None = None,
         stack: StackAuth | None = None,
-        user: UserDependency | None = None,
+        user: UserSource | None = None,
     ) -> None:
         check_permission_ids(required, "team")
         super().__init__(stack=stack, user=user)
@@ -129,7 +140,7 @@ class ProjectPermissionDependency(_AuthorizationDependency):
         required: str | Requirement,
         *,
         stack: StackAuth | None = None,
-        user: UserDependency | None = None,
+        user: UserSource | None = None,
     ) -> None:
         check_permission_ids(required, "project")
         super().__init__(stack=stack, user=user)
@@ -140,7 +151,7 @@ class ProjectPermissionDependency(_AuthorizationDependency):
         return f"require_project_permission({self._denied})"
 
     async def __call__(self, conn: HTTPConnection) -> StackUser:
-        user = cast(StackUser, await self.user(conn))  # raises the edge's answer itself
+        user = _user_of(await self.user(conn))  # raises the edge's answer itself
         try:
             permissions = self._permissions(conn)
             required = self.required
@@ -170,7 +181,7 @@ class TeamMemberDependency(_AuthorizationDependency):
         *,
         team_from: TeamFrom | None = None,
         stack: StackAuth | None = None,
-        user: UserDependency | None = None,
+        user: UserSource | None = None,
     ) -> None:
         super().__init__(stack=stack, user=user)
         self.team_from = team_from or TeamFrom.path()
@@ -193,14 +204,19 @@ class TeamMemberDependency(_AuthorizationDependency):
         return TeamMember(user, team)
 
 
+def _user_of(found: StackUser | Principal | None) -> StackUser:
+    """The user a user or principal dependency resolved. Never ``None``: optional user
+    dependencies, and principal ones that take team keys, are refused when built."""
+    return cast(StackUser, found.user if isinstance(found, Principal) else found)
+
+
 async def _user_and_team(
-    user_dependency: UserDependency, source: TeamFrom, conn: HTTPConnection
+    user_dependency: UserSource, source: TeamFrom, conn: HTTPConnection
 ) -> tuple[StackUser, str]:
     """The signed-in user and the request's team id. A team id read from the request itself
     (path or header) is judged first: a missing or malformed one costs no call to Stack."""
     team_id = None if source.kind == "selected_team" else source.read(conn, None)
-    # Never None: optional user dependencies are refused when the dependency is built.
-    user = cast(StackUser, await user_dependency(conn))
+    user = _user_of(await user_dependency(conn))
     return user, team_id if team_id is not None else source.read(conn, user)
 
 
@@ -209,12 +225,14 @@ def require_team_permission(
     *,
     team_from: TeamFrom | None = None,
     stack: StackAuth | None = None,
-    user: UserDependency | None = None,
+    user: UserSource | None = None,
 ) -> TeamPermissionDependency:
     """``Depends(require_team_permission("docs:delete"))``: the user must hold the team
     permission (directly or through one that contains it; ``any_of``/``all_of`` for several)
     in the team named by ``team_from`` (default: the ``team_id`` path parameter). Resolves
-    ``TeamAccess``. ``stack=`` for another project, ``user=`` for another user policy."""
+    ``TeamAccess``. ``stack=`` for another project; ``user=`` for another user policy, or a
+    principal dependency (``current_principal``, ``api_key_principal``) to let a user's API
+    key stand for its user (a team key: 401 ``WRONG_API_KEY_TYPE``)."""
     return TeamPermissionDependency(required, team_from=team_from, stack=stack, user=user)
 
 
@@ -222,10 +240,11 @@ def require_project_permission(
     required: str | Requirement,
     *,
     stack: StackAuth | None = None,
-    user: UserDependency | None = None,
+    user: UserSource | None = None,
 ) -> ProjectPermissionDependency:
     """``Depends(require_project_permission("admin"))``: the user must hold the project
-    permission (directly or contained). Resolves the ``StackUser``."""
+    permission (directly or contained). Resolves the ``StackUser``. ``stack=`` and ``user=``
+    as for ``require_team_permission``."""
     return ProjectPermissionDependency(required, stack=stack, user=user)
 
 
@@ -233,8 +252,9 @@ def current_team_member(
     *,
     team_from: TeamFrom | None = None,
     stack: StackAuth | None = None,
-    user: UserDependency | None = None,
+    user: UserSource | None = None,
 ) -> TeamMemberDependency:
     """``member: TeamMember = Depends(current_team_member())``: the user must be a member of
-    the team named by ``team_from`` (default: the ``team_id`` path parameter)."""
+    the team named by ``team_from`` (default: the ``team_id`` path parameter). ``stack=`` and
+    ``user=`` as for ``require_team_permission``."""
     return TeamMemberDependency(team_from=team_from, stack=stack, user=user)

@@ -7,6 +7,7 @@ with 1008 on 401/403), and answer through the same edge as ``current_user``.
 
 from __future__ import annotations
 
+import copy
 from typing import Annotated, Literal
 
 from fastapi import Depends
@@ -70,6 +71,21 @@ class PrincipalDependency(SecurityBase):
         else:
             self.model = HTTPBearerModel(description=_BEARER_DESCRIPTION)
             self.scheme_name = "StackAuthOrApiKey"
+
+    def users_only(self) -> PrincipalDependency:
+        """This dependency accepting user principals only: a copy whose ``kind`` is ``"user"``
+        (a team key is then refused from its own text, 401 ``WRONG_API_KEY_TYPE``, before any
+        call). ``ValueError`` if it accepts team keys only."""
+        if self.kind == "team":
+            raise ValueError(
+                "PrincipalDependency(kind='team') resolves teams, which hold no user "
+                "permissions: pass kind='user', or no kind"
+            )
+        if self.kind == "user":
+            return self
+        users = copy.copy(self)
+        users.kind = "user"
+        return users
 
     def __repr__(self) -> str:
         return (
