@@ -15,7 +15,7 @@ SESSIONS ?=
 # root (CI, containers) installs packages directly; anyone else through sudo.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test lint docs pytest redis-server run bench clean
+.PHONY: install test lint docs pytest redis-server run doctor bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ test: $(STAMP) redis-server
 # .env); otherwise against the local Stack Auth emulator on 127.0.0.1:$(EMULATOR_PORT).
 run: $(STAMP)
 	$(BIN)/python -m example_app.dev --host $(HOST) --port $(PORT) --emulator-port $(EMULATOR_PORT)
+
+# Checks the settings (STACK_*, .env) against Stack Auth, one line per check: docs/doctor.md
+doctor: $(STAMP)
+	$(BIN)/python -m fastapi_stack_auth doctor
 
 # Per-request overhead in process, then the load test (example app under uvicorn, 127.0.0.1,
 # about 4 minutes on 2 cores); BENCH_ARGS goes to the load test, e.g. BENCH_ARGS=--quick.
