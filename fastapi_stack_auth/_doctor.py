@@ -118,6 +118,11 @@ async def diagnose(
         webhook_secret = _read_webhook_secret(env_prefix)
     except StackAuthConfigError as exc:
         return [CheckResult("settings", Status.FAIL, str(exc))]
+    except (ValueError, OSError) as exc:  # e.g. a .env that is not UTF-8; the type only
+        detail = (
+            f"could not read the settings ({type(exc).__name__}): check the environment and .env"
+        )
+        return [CheckResult("settings", Status.FAIL, detail)]
     seconds = timeout or settings.http_timeout
     # One attempt per call, within the doctor's timeout: a diagnosis, not a retried request.
     probing = settings.model_copy(

@@ -205,6 +205,18 @@ async def test_unset_project_id_is_one_failing_line() -> None:
     assert "STACK_PROJECT_ID is required but not set" in report.detail("settings")
 
 
+async def test_an_unreadable_dotenv_is_one_failing_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"STACK_PROJECT_ID=\xff\xfe\n")
+    report = await run()
+    assert report.code == 1
+    assert report.lines == {
+        "settings": (
+            "FAIL",
+            "could not read the settings (UnicodeDecodeError): check the environment and .env",
+        )
+    }
+
+
 async def test_another_env_prefix_and_json(
     stack_emulator: EmulatedStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
