@@ -25,37 +25,7 @@ from tests.conftest import FIXTURES, USER_ID, fixture_json
 
 TEAM_ID = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"
 KEY_ID = "7c8d9e0f-1a2b-4c3d-9e4f-5a6b7c8d9e0f"
-#: sessions-list.server.CONSTRUCTED.json of the contract (not yet among tests/fixtures).
-SESSIONS_LIST: dict[str, Any] = {
-    "is_paginated": False,
-    "items": [
-        {
-            "created_at": 1767229260000,
-            "id": "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e",
-            "is_current_session": False,
-            "is_impersonation": False,
-            "last_used_at": 1767229260000,
-            "user_id": USER_ID,
-        },
-        {
-            "created_at": 1767225600000,
-            "id": "e1d2c3b4-a5f6-4e7d-8c9b-0a1b2c3d4e5f",
-            "is_current_session": False,
-            "is_impersonation": False,
-            "last_used_at": 1767229200000,
-            "last_used_at_end_user_ip_info": {
-                "cityName": "San Francisco",
-                "countryCode": "US",
-                "ip": "203.0.113.7",
-                "latitude": 37.7749,
-                "longitude": -122.4194,
-                "regionCode": "CA",
-                "tzIdentifier": "America/Los_Angeles",
-            },
-            "user_id": USER_ID,
-        },
-    ],
-}
+SESSIONS_LIST: dict[str, Any] = fixture_json("sessions-list.server.CONSTRUCTED.json")
 
 
 def error_response(name: str) -> httpx.Response:

@@ -1,6 +1,5 @@
 """``stack.server.invitations``, ``.connected_accounts`` and ``.emails`` against a respx-mocked
-Stack. The contract's fixtures for these are not yet among ``tests/fixtures``: their bodies are
-copied here, named after the file they come from."""
+Stack, answering with the contract's fixtures."""
 
 from __future__ import annotations
 
@@ -30,73 +29,40 @@ from fastapi_stack_auth.server import (
     StackServer,
     TeamInvitation,
 )
-from tests.conftest import FIXTURES, USER_ID
+from tests.conftest import FIXTURES, USER_ID, fixture_json
 
 TEAM_ID = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"
 INVITATION_ID = "2a4c6e8f-1b3d-4f5a-9c7e-0d2f4a6b8c1e"
 MAILBOX = "default-mailbox--4b1e7c3a-9d2f-4e8a-b5c6-0f1a2b3c4d5e@stack-generated.example.com"
 
-#: team-invitations-send-code.json
-SEND_CODE = {"id": INVITATION_ID, "success": True}
-#: team-invitations-list.json
-INVITATIONS_LIST = {
-    "is_paginated": False,
-    "items": [
-        {
-            "expires_at_millis": 1767831600000,
-            "id": INVITATION_ID,
-            "recipient_email": "some-email-test@example.com",
-            "team_display_name": "New Team",
-            "team_id": TEAM_ID,
-        }
-    ],
-}
-#: connected-accounts-list.json
-ACCOUNTS_LIST = {
-    "is_paginated": False,
-    "items": [{"provider": "spotify", "provider_account_id": MAILBOX, "user_id": USER_ID}],
-}
-#: connected-accounts-access-token.json (answered 201)
-ACCESS_TOKEN = {"access_token": "made-up-provider-access-token-7f3a9c2e"}
-#: emails-send-email.json
-SEND_EMAIL = {"results": [{"user_id": USER_ID}]}
-#: errors/<CODE>.json: (status, Stack's message); none has details but the restricted one.
-ERRORS = {
-    "OAUTH_CONNECTION_DOES_NOT_HAVE_REQUIRED_SCOPE": (
-        400,
-        "The OAuth connection does not have the required scope.",
-    ),
-    "OAUTH_CONNECTION_NOT_CONNECTED_TO_USER": (
-        400,
-        "The OAuth connection is not connected to any user.",
-    ),
-    "OAUTH_PROVIDER_NOT_FOUND_OR_NOT_ENABLED": (
-        400,
-        "The OAuth provider is not found or not enabled.",
-    ),
-    "REQUIRES_CUSTOM_EMAIL_SERVER": (
-        400,
-        "This action requires a custom SMTP server. Please edit your email server configuration "
-        "and try again.",
-    ),
-    "REDIRECT_URL_NOT_WHITELISTED": (
-        400,
-        "Redirect URL not whitelisted. Did you forget to add this domain to the trusted domains "
-        "list on the Stack Auth dashboard?",
-    ),
-    # Source-only codes (README §4): no fixture.
+SEND_CODE = fixture_json("team-invitations-send-code.json")
+INVITATIONS_LIST = fixture_json("team-invitations-list.json")
+ACCOUNTS_LIST = fixture_json("connected-accounts-list.json")
+ACCESS_TOKEN = fixture_json("connected-accounts-access-token.json")  # answered 201
+SEND_EMAIL = fixture_json("emails-send-email.json")
+#: Codes known from Stack's source only (README §4), with no fixture: (status, message).
+SOURCE_ONLY_ERRORS = {
     "OAUTH_ACCESS_TOKEN_NOT_AVAILABLE_WITH_SHARED_OAUTH_KEYS": (400, "shared keys"),
     "VERIFICATION_CODE_NOT_FOUND": (404, "not found"),
 }
 
 
 def known_error(code: str) -> httpx.Response:
-    status, message = ERRORS[code]
-    return httpx.Response(
-        status,
-        headers={"x-stack-known-error": code, "content-type": "application/json; charset=utf-8"},
-        json={"code": code, "error": message},
-    )
+    """Stack's answer with the known error ``code``: its fixture ``errors/<code>.json`` when
+    the contract has one."""
+    if code in SOURCE_ONLY_ERRORS:
+        status, message = SOURCE_ONLY_ERRORS[code]
+        wrapper: dict[str, Any] = {
+            "status": status,
+            "headers": {
+                "x-stack-known-error": code,
+                "content-type": "application/json; charset=utf-8",
+            },
+            "body": {"code": code, "error": message},
+        }
+    else:
+        wrapper = fixture_json(f"errors/{code}.json")
+    return httpx.Response(wrapper["status"], headers=wrapper["headers"], json=wrapper["body"])
 
 
 def body_of(route: respx.Route) -> Any:
@@ -170,16 +136,7 @@ async def test_accept_invitation(server: StackServer, mock_api: respx.MockRouter
 async def test_restricted_user_invitation_error_is_typed(
     server: StackServer, mock_api: respx.MockRouter
 ) -> None:
-    # errors/TEAM_INVITATION_RESTRICTED_USER_NOT_ALLOWED.json
-    answer = httpx.Response(
-        403,
-        headers={"x-stack-known-error": "TEAM_INVITATION_RESTRICTED_USER_NOT_ALLOWED"},
-        json={
-            "code": "TEAM_INVITATION_RESTRICTED_USER_NOT_ALLOWED",
-            "details": {"restricted_reason": {"type": "email_not_verified"}},
-            "error": "Restricted users cannot accept team invitations.",
-        },
-    )
+    answer = known_error("TEAM_INVITATION_RESTRICTED_USER_NOT_ALLOWED")
     mock_api.post(f"/team-invitations/{INVITATION_ID}/accept").mock(return_value=answer)
     with pytest.raises(TeamInvitationError) as info:
         await server.invitations.accept(INVITATION_ID, user_id=USER_ID)

@@ -27,23 +27,10 @@ from tests.conftest import FIXTURES, USER_ID, fixture_json
 
 TEAM_ID = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"
 SECOND_USER = "9d2e4f6a-1b3c-4d5e-8f7a-6b5c4d3e2f1a"
-#: errors/TEAM_PERMISSION_REQUIRED.json of the contract (not yet among tests/fixtures).
-TEAM_PERMISSION_REQUIRED = {
-    "status": 401,
-    "headers": {
-        "content-type": "application/json; charset=utf-8",
-        "x-stack-known-error": "TEAM_PERMISSION_REQUIRED",
-    },
-    "body": {
-        "code": "TEAM_PERMISSION_REQUIRED",
-        "details": {"permission_id": "$read_members", "team_id": TEAM_ID, "user_id": USER_ID},
-        "error": f"User {USER_ID} does not have permission $read_members in team {TEAM_ID}.",
-    },
-}
 
 
-def error_response(name: str | dict[str, Any]) -> httpx.Response:
-    wrapper = json.loads((FIXTURES / name).read_text()) if isinstance(name, str) else name
+def error_response(name: str) -> httpx.Response:
+    wrapper = json.loads((FIXTURES / name).read_text())
     return httpx.Response(wrapper["status"], headers=wrapper["headers"], json=wrapper["body"])
 
 
@@ -127,7 +114,7 @@ async def test_update_team_sends_only_what_is_given(
 async def test_update_team_without_permission(
     server: StackServer, mock_api: respx.MockRouter
 ) -> None:
-    answer = error_response(TEAM_PERMISSION_REQUIRED)
+    answer = error_response("errors/TEAM_PERMISSION_REQUIRED.json")
     mock_api.patch(f"/teams/{TEAM_ID}").mock(return_value=answer)
     with pytest.raises(TeamPermissionRequiredError) as info:
         await server.teams.update(TEAM_ID, display_name="x")
