@@ -5,6 +5,9 @@ the app runs alone against that project. With neither, the Stack Auth emulator s
 127.0.0.1:8102 (development only: no account, no network) and the app is wired to it. Ctrl-C
 stops both.
 
+Either way the app reads Stack's cookies and refreshes expired access tokens, for the demo page
+at ``/`` (``browser_settings``; a ``STACK_*`` value already set wins).
+
     python -m example_app.dev [--host 127.0.0.1] [--port 8000] [--emulator-port 8102]
 """
 
@@ -40,6 +43,31 @@ def stack_settings_present(
     return all(name in found for name in needed), found
 
 
+def browser_settings(host: str, port: int) -> dict[str, str]:
+    """What the demo page needs of the app: Stack's cookies read (``STACK_COOKIES``), expired
+    access tokens refreshed (``STACK_SILENT_REFRESH``), and the page's own origin trusted with
+    cookies on requests that change something (``STACK_TRUSTED_ORIGINS``)."""
+    names = [host]
+    if host in ("127.0.0.1", "localhost"):  # the same page, whichever name the browser used
+        names = ["127.0.0.1", "localhost"]
+    origins = [
+        f"http://[{name}]:{port}" if ":" in name else f"http://{name}:{port}" for name in names
+    ]
+    return {
+        "STACK_COOKIES": "true",
+        "STACK_SILENT_REFRESH": "true",
+        "STACK_TRUSTED_ORIGINS": ",".join(origins),
+    }
+
+
+def _apply_defaults(settings: Mapping[str, str], env_file: Path = Path(".env")) -> None:
+    """Put ``settings`` in the environment, except those set there or in ``.env`` already."""
+    dotenv = dotenv_values(env_file) if env_file.exists() else {}
+    for name, value in settings.items():
+        if name not in os.environ and name not in dotenv:
+            os.environ[name] = value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m example_app.dev", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -48,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     configured, found = stack_settings_present(os.environ)
+    if configured or not found:  # the app starts: with the demo page's settings
+        _apply_defaults(browser_settings(args.host, args.port))
     if configured:
         import uvicorn
 
@@ -57,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"http://{args.host}:{args.port}/me",
             flush=True,
         )
+        print(f"Demo page: http://{args.host}:{args.port}/", flush=True)
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has already stopped
             uvicorn.run(APP, host=args.host, port=args.port)
         return 0

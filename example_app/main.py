@@ -1,6 +1,7 @@
 """Example app: public, optional-auth and protected routes, a router guarded by a project
 permission, a team-scoped route guarded by a team permission, a route for API keys, and a
-WebSocket.
+WebSocket; at ``/`` a demo page that signs in with Stack from the browser and calls them, and
+``/docs`` served without a CDN.
 
 ``make run`` starts it against the local Stack Auth emulator (no account needed), or against
 your project when ``STACK_PROJECT_ID`` and ``STACK_SECRET_SERVER_KEY`` are set (environment or
@@ -14,6 +15,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, WebSocket
 
+from example_app.demo import demo_router
+from example_app.offline_docs import serve_docs_offline
 from fastapi_stack_auth import (
     Principal,
     StackAuth,
@@ -28,12 +31,15 @@ from fastapi_stack_auth import (
 )
 
 stack = StackAuth()
-app = FastAPI(title="fastapi-stack-auth example")
+# /docs and /redoc come from serve_docs_offline: the same pages, their assets served locally.
+app = FastAPI(title="fastapi-stack-auth example", docs_url=None, redoc_url=None)
 stack.init_app(app)
+serve_docs_offline(app)
+app.include_router(demo_router(stack))  # the demo page at /
 
 
-@app.get("/")
-async def index() -> dict[str, str]:
+@app.get("/public")
+async def public() -> dict[str, str]:
     """Public: no credential needed."""
     return {"message": "Hello, world"}
 

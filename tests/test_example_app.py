@@ -89,7 +89,8 @@ def test_example_app_under_uvicorn(stack_url: str) -> None:
         uvicorn_process("example_app.main:app", _env(stack_url)) as server,
         httpx.Client(base_url=server.url, timeout=20) as client,
     ):
-        assert client.get("/").status_code == 200
+        assert client.get("/public").json() == {"message": "Hello, world"}
+        assert client.get("/").headers["content-type"].startswith("text/html")  # the demo page
         assert client.get("/hello").json() == {"message": "Hello, stranger"}
 
         response = client.get("/me")
@@ -124,7 +125,7 @@ def test_example_app_with_a_wrong_key(stack_url: str) -> None:
         uvicorn_process("example_app.main:app", _env(stack_url, "ssk_wrong_key")) as server,
         httpx.Client(base_url=server.url, timeout=20) as client,
     ):
-        assert client.get("/").status_code == 200  # public routes keep working
+        assert client.get("/public").status_code == 200  # public routes keep working
         response = client.get("/me", headers={"Authorization": f"Bearer {GOOD_TOKEN}"})
         assert (response.status_code, response.json()["code"]) == (500, "SERVER_MISCONFIGURED")
     output = server.output.decode()
