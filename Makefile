@@ -15,7 +15,7 @@ SESSIONS ?=
 # root (CI, containers) installs packages directly; anyone else through sudo.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test lint docs pytest redis-server run doctor bench clean
+.PHONY: install test lint docs pytest redis-server chromium run doctor bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,18 +40,34 @@ redis-server:
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
+# The browser tests (tests/test_browser.py) drive Chromium through Playwright, which cannot
+# download a browser of its own here: Debian's chromium, installed when it is missing. CHROMIUM
+# names another binary (a Chrome or Chromium elsewhere); the tests read it too.
+chromium:
+	@if [ -n "$$CHROMIUM" ]; then \
+	  command -v "$$CHROMIUM" >/dev/null 2>&1 || { \
+	    echo "CHROMIUM=$$CHROMIUM is not an executable" >&2; exit 1; }; \
+	elif ! command -v chromium >/dev/null 2>&1; then \
+	  command -v apt-get >/dev/null 2>&1 || { \
+	    echo "The browser tests need Chromium: install it, or set CHROMIUM to a Chrome binary" >&2; \
+	    exit 1; }; \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
 
 # The suite once, on the default interpreter (the .venv): a quick local run.
-pytest: $(STAMP) redis-server
+pytest: $(STAMP) redis-server chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Everything, through nox (noxfile.py): the suite on Python 3.10, 3.11, 3.12 and 3.13 (found on
 # PATH or under pyenv; a missing one fails), the built wheel tested in a clean venv, lint and
 # the docs build, $(JOBS) sessions at a time. Venvs in .nox/ are reused locally, fresh on CI.
 # PYTEST_ARGS go to every pytest run, e.g. make test PYTEST_ARGS="-k settings".
-test: $(STAMP) redis-server
+test: $(STAMP) redis-server chromium
 	$(BIN)/python scripts/nox_sessions.py --jobs $(JOBS) $(SESSIONS) -- $(PYTEST_ARGS)
 
 # Against your project when STACK_PROJECT_ID and STACK_SECRET_SERVER_KEY are set (environment or
