@@ -1,0 +1,133 @@
+"""``WebhookSettings``: the receiver's configuration, from ``STACK_WEBHOOK_*`` variables."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .._exceptions import StackAuthConfigError
+from .._settings import ENV_PREFIX, env_name
+
+SECRET_PREFIX = "whsec_"
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret (padding optional), or ``ValueError``.
+
+    Stricter than the Standard Webhooks library, which skips characters that are not base64
+    and would turn a mistyped secret into another key without a word.
+    """
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError("must start with whsec_")
+    encoded = secret[len(SECRET_PREFIX) :]
+    if _BASE64.fullmatch(encoded) is None:
+        raise ValueError("must be whsec_ followed by base64")
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be whsec_ followed by base64") from None
+    if not key:
+        raise ValueError("is empty after whsec_")
+    return key
+
+
+class WebhookSettings(BaseSettings):
+    """What ``StackWebhooks`` needs, from ``STACK_*`` variables or ``.env``; keyword arguments
+    win. The secrets are ``SecretStr``: never in a ``repr``, log line or error message."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        str_strip_whitespace=True,
+    )
+
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The endpoint's signing secret (whsec_...), from the Stack dashboard; several, "
+            "separated by commas or spaces, while you rotate it. Unset: every delivery is "
+            "answered 500 (Stack retries) and an error is logged."
+        ),
+    )
+    webhook_tolerance: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="Seconds a delivery's svix-timestamp may be from now, either way.",
+    )
+    webhook_max_body: int = Field(
+        default=1_048_576,
+        ge=1024,
+        le=64 * 1_048_576,
+        description="Largest body accepted, in bytes; larger ones are answered 413.",
+    )
+    webhook_dedupe_ttl: int = Field(
+        default=86_400,
+        ge=60,
+        description="Seconds a handled message id is remembered (redeliveries are skipped).",
+    )
+    webhook_dedupe_max_entries: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most message ids remembered in this process (Redis holds any number).",
+    )
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _join_several(cls, value: Any) -> Any:
+        # A list or tuple given as a keyword argument is the same as a comma-separated string.
+        if isinstance(value, (list, tuple)):
+            return " ".join(v.get_secret_value() if isinstance(v, SecretStr) else v for v in value)
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty value (a template's placeholder) means "not configured". The messages never
+        # repeat the value.
+        if value is None or not value.get_secret_value().strip(", \t\r\n"):
+            return None
+        for part in _split(value.get_secret_value()):
+            try:
+                secret_key(part)
+            except ValueError as exc:
+                raise PydanticCustomError("webhook_secret", str(exc)) from None
+        return value
+
+    @property
+    def secrets(self) -> tuple[SecretStr, ...]:
+        """Each configured secret (empty when none is)."""
+        if self.webhook_secret is None:
+            return ()
+        return tuple(SecretStr(part) for part in _split(self.webhook_secret.get_secret_value()))
+
+
+def _split(value: str) -> list[str]:
+    return [part for part in _SEPARATORS.split(value) if part]
+
+
+def load_webhook_settings(env_prefix: str = ENV_PREFIX, **overrides: Any) -> WebhookSettings:
+    """Settings from ``env_prefix`` + field variables and ``overrides``, or a
+    ``StackAuthConfigError`` naming each bad variable (never its value)."""
+    try:
+        return WebhookSettings(_env_prefix=env_prefix, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = [
+            f"{env_name(str(error['loc'][0]) if error['loc'] else '?', env_prefix)} is invalid: "
+            f"{error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        ]
+        raise StackAuthConfigError(
+            "Stack webhook settings are invalid: " + "; ".join(problems)
+        ) from None
