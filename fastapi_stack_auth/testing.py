@@ -38,8 +38,9 @@ pytest to rewrite, so it can be imported before it is loaded as a plugin: PYTEST
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -48,14 +49,17 @@ import pytest
 from ._settings import StackAuthSettings
 from ._stack import StackAuth
 from .emulator import AuthorizationHelpers, Emulator, EmulatorServer, Seed, Team, Tokens
+from .webhooks import new_webhook_secret, sign_webhook
 
 #: Base URL of in-process emulators: ``.invalid`` never resolves, so nothing leaves the process.
 IN_PROCESS_URL = "http://stack-auth-emulator.invalid"
 
 __all__ = [
     "IN_PROCESS_URL",
+    "WEBHOOK_TEST_SECRET",
     "EmulatedStack",
     "StackTestUser",
+    "WebhookSigner",
     "stack_anonymous_user",
     "stack_api_key",
     "stack_auth_env",
@@ -65,6 +69,7 @@ __all__ = [
     "stack_restricted_user",
     "stack_team",
     "stack_user",
+    "stack_webhook_signer",
 ]
 
 
@@ -316,3 +321,36 @@ _TEST_SEED: dict[str, Any] = {
         }
     ]
 }
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+#: The webhook signing secret of ``stack_webhook_signer``: random, one per test session (an app
+#: built once at import keeps the secret it read first).
+WEBHOOK_TEST_SECRET = new_webhook_secret()
+
+
+@dataclass(frozen=True)
+class WebhookSigner:
+    """Signs webhook payloads with ``secret`` as Stack's sender (Svix) does."""
+
+    secret: str
+
+    def __call__(
+        self,
+        payload: Mapping[str, Any] | str | bytes,
+        *,
+        msg_id: str | None = None,
+        timestamp: float | datetime | None = None,
+    ) -> tuple[bytes, dict[str, str]]:
+        """The body and headers of a signed delivery of ``payload`` (a ``{"type", "data"}``
+        mapping, or the exact body): ``client.post(url, content=body, headers=headers)``.
+        Reuse ``msg_id`` to send a redelivery."""
+        return sign_webhook(payload, self.secret, msg_id=msg_id, timestamp=timestamp)
+
+
+@pytest.fixture
+def stack_webhook_signer(monkeypatch: pytest.MonkeyPatch) -> WebhookSigner:
+    """Set ``STACK_WEBHOOK_SECRET`` to ``WEBHOOK_TEST_SECRET`` for this test and sign with it."""
+    monkeypatch.setenv("STACK_WEBHOOK_SECRET", WEBHOOK_TEST_SECRET)
+    return WebhookSigner(WEBHOOK_TEST_SECRET)
