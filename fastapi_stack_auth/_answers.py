@@ -230,3 +230,25 @@ def api_key_not_accepted() -> AuthError:
     return _api_key_refused(
         "API_KEY_NOT_ACCEPTED", "An API key is not accepted here; send a user's access token"
     )
+
+
+# --- Browser frontends: cookies and silent refresh --------------------------------------------
+
+
+def cross_site_request_refused() -> AuthError:
+    """403: a request authenticated by Stack's cookies came from an origin that is neither this
+    app's own nor one of ``STACK_TRUSTED_ORIGINS`` (cross-site request forgery defence)."""
+    return AuthError(
+        403,
+        "CROSS_SITE_REQUEST_REFUSED",
+        "A request authenticated by cookies must come from this site or a trusted origin",
+    )
+
+
+def refresh_token_invalid() -> AuthError:
+    """401: silent refresh failed because Stack no longer knows the refresh token (signed out,
+    revoked, expired, or its user deleted): the user has to sign in again."""
+    detail = "The session has ended; sign in again"
+    return AuthError(
+        401, "REFRESH_TOKEN_INVALID", detail, _bearer_challenge("invalid_token", detail)
+    )

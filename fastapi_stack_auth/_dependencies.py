@@ -1,5 +1,11 @@
 """The FastAPI dependencies, and the edge where every failure becomes an HTTP or WebSocket
-answer: ``current_user``, ``optional_user``, ``require_user``, ``token_claims``, ``full_user``."""
+answer: ``current_user``, ``optional_user``, ``require_user``, ``token_claims``, ``full_user``.
+
+Where the credential comes from: the request's headers (``_tokens``); when none is sent and
+``STACK_COOKIES`` is on, Stack's cookies (``_cookies``), which on an unsafe method or a
+WebSocket must pass the cross-site check (``_csrf``) first. A token rejected as expired and
+sent with its refresh token is refreshed when ``STACK_SILENT_REFRESH`` is on (``_refresh``).
+"""
 
 from __future__ import annotations
 
@@ -17,15 +23,19 @@ from starlette.status import (
 )
 
 from ._answers import AuthError, api_key_not_accepted, not_authenticated, to_auth_error
+from ._cookies import CookieCredential, cookie_credential
+from ._csrf import check_same_origin
 from ._exceptions import StackAuthError
+from ._refresh import is_expired, refresh_silently
 from ._stack import StackAuth
-from ._tokens import API_KEY_PREFIXES, credential_from_headers
+from ._tokens import API_KEY_PREFIXES, credential_pair_from_headers
 from .models import Identity, StackUser, TokenClaims
 
 _SCHEME_DESCRIPTION = (
     "A Stack Auth access token. Send it as `Authorization: Bearer <token>`, "
     "`x-stack-access-token: <token>`, the Stack JS SDK's `x-stack-auth` JSON header, or "
-    "`Authorization: Bearer stackauth_<base64 JSON>`."
+    "`Authorization: Bearer stackauth_<base64 JSON>`; where the app enables it, Stack's "
+    "cookies are read when no header is sent."
 )
 
 
@@ -76,15 +86,27 @@ class UserDependency(SecurityBase):
 
     async def _resolve(self, conn: HTTPConnection) -> tuple[Identity, StackUser] | None:
         stack = self.stack or default_stack(conn)
-        raw = credential_from_headers(conn.scope["headers"])
+        raw, refresh = credential_pair_from_headers(conn.scope["headers"])
+        cookie: CookieCredential | None = None
         if raw is None:
-            if self.optional:
-                return None
-            raise not_authenticated()
+            settings = stack.settings
+            if settings.cookies:  # header credentials always win: cookies are read last
+                cookie = cookie_credential(conn.scope["headers"], settings.project_id)
+            if cookie is None:
+                if self.optional:
+                    return None
+                raise not_authenticated()
+            check_same_origin(conn.scope, settings.trusted_origins)
+            raw, refresh = cookie.access_token, cookie.refresh_token
         if raw.startswith(API_KEY_PREFIXES):  # a machine's key where a user's token is wanted
             raise api_key_not_accepted()
         pipeline = stack.pipeline
-        identity = await pipeline.authenticate(raw)
+        try:
+            identity = await pipeline.authenticate(raw)
+        except StackAuthError as exc:
+            if refresh is None or not is_expired(exc) or not stack.settings.silent_refresh:
+                raise
+            raw, identity = await refresh_silently(stack, conn, raw, refresh, cookie)
         user = identity.user
         try:
             pipeline.authorize(

@@ -12,6 +12,11 @@ A JSON credential whose ``accessToken`` is null means "no credential" (the SDK s
 users it will not hand out); the next shape is then tried. ``Authorization`` headers of another
 scheme (Basic, ...) are not ours and are ignored.
 
+The two JSON shapes also carry the user's ``refreshToken``: ``credential_pair_from_headers``
+returns it with the access token it came with (silent refresh, ``_refresh``). A refresh token
+that is not a usable string is left out, never an error: it only matters once the access token
+has expired.
+
 ``credentials_from_headers`` (the dependencies that take API keys) also finds an API key: in
 ``x-stack-api-key: <key>``, or as ``Authorization: Bearer <key>`` when the bearer credential
 starts with ``sk_`` or ``pk_`` (no JWT or ``stackauth_`` credential does). A request that
@@ -38,6 +43,10 @@ from .models import TokenClaims
 MAX_TOKEN_BYTES = 8192
 #: Longest ``x-stack-auth`` / ``stackauth_`` value accepted (it also carries a refresh token).
 MAX_JSON_CREDENTIAL_BYTES = 16384
+#: Longest refresh token accepted (Stack's are 45 characters).
+MAX_REFRESH_TOKEN_BYTES = 1024
+#: A refresh token: visible ASCII, no spaces (Stack's are lower-case Crockford base32).
+_REFRESH_TOKEN = re.compile(r"[\x21-\x7e]+")
 _JSON_BEARER_PREFIXES = ("stackauth_", "hexclave_")
 _HEADERS = (b"x-stack-access-token", b"x-stack-auth", b"authorization")
 _API_KEY_HEADER = b"x-stack-api-key"
@@ -55,7 +64,16 @@ def credential_from_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> str |
     Raises ``AuthError`` 401 for a credential header that is repeated or cannot be read, and
     for a token that is too long or not ASCII: nothing past this point sees such input.
     """
-    return _token_from(_collect(raw_headers, _HEADERS))
+    return _tokens_from(_collect(raw_headers, _HEADERS))[0]
+
+
+def credential_pair_from_headers(
+    raw_headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[str | None, str | None]:
+    """The raw access token of a request and the refresh token sent with it (from the same
+    ``x-stack-auth`` or ``stackauth_`` JSON; ``None`` for the other shapes, or when none is
+    usable). Raises as ``credential_from_headers`` does."""
+    return _tokens_from(_collect(raw_headers, _HEADERS))
 
 
 def credentials_from_headers(
@@ -81,7 +99,7 @@ def credentials_from_headers(
                 raise malformed_credentials("Send one API key, not two")
             api_key = bearer
             del found[b"authorization"]
-    token = _token_from(found)
+    token = _tokens_from(found)[0]
     if token is not None and api_key is not None:
         raise malformed_credentials("Send either an access token or an API key, not both")
     return token, api_key
@@ -100,17 +118,18 @@ def _collect(
     return found
 
 
-def _token_from(found: dict[bytes, bytes]) -> str | None:
+def _tokens_from(found: dict[bytes, bytes]) -> tuple[str | None, str | None]:
     token: str | None = None
+    refresh: str | None = None
     if b"x-stack-access-token" in found:
         token = _ascii(found[b"x-stack-access-token"], "x-stack-access-token")
     elif b"x-stack-auth" in found:
-        token = _from_json(_ascii(found[b"x-stack-auth"], "x-stack-auth"), "x-stack-auth")
+        token, refresh = _from_json(_ascii(found[b"x-stack-auth"], "x-stack-auth"), "x-stack-auth")
     if token is None and b"authorization" in found:
-        token = _from_authorization(_ascii(found[b"authorization"], "Authorization"))
+        token, refresh = _from_authorization(_ascii(found[b"authorization"], "Authorization"))
     if token is not None and len(token) > MAX_TOKEN_BYTES:
         raise invalid_token("The access token is too long")
-    return token
+    return token, refresh
 
 
 def _is_bearer(value: bytes) -> bool:
@@ -133,7 +152,7 @@ def _bearer_credential(value: str) -> str:
     return credentials
 
 
-def _from_authorization(value: str) -> str | None:
+def _from_authorization(value: str) -> tuple[str | None, str | None]:
     credentials = _bearer_credential(value)
     for prefix in _JSON_BEARER_PREFIXES:
         if credentials.startswith(prefix):
@@ -147,10 +166,10 @@ def _from_authorization(value: str) -> str | None:
                     f"The {prefix} bearer credential is not valid base64"
                 ) from None
             return _from_json(text, f"{prefix} bearer credential")
-    return credentials
+    return credentials, None
 
 
-def _from_json(text: str, where: str) -> str | None:
+def _from_json(text: str, where: str) -> tuple[str | None, str | None]:
     if len(text) > MAX_JSON_CREDENTIAL_BYTES:
         raise malformed_credentials(f"The {where} is too large")
     try:
@@ -161,12 +180,24 @@ def _from_json(text: str, where: str) -> str | None:
         raise malformed_credentials(f"The {where} must be a JSON object")
     token = data.get("accessToken")
     if token is None:
-        return None
+        return None, None
     if not isinstance(token, str):
         raise malformed_credentials(f"The {where} has a non-string accessToken")
     if not token.isascii():  # JSON escapes can smuggle in any code point, even lone surrogates
         raise invalid_token("The access token is not a JWT")
-    return token
+    return token, usable_refresh_token(data.get("refreshToken"))
+
+
+def usable_refresh_token(value: object) -> str | None:
+    """``value`` if it can be a refresh token (a string of visible ASCII, at most
+    ``MAX_REFRESH_TOKEN_BYTES`` long), else ``None``."""
+    if (
+        isinstance(value, str)
+        and len(value) <= MAX_REFRESH_TOKEN_BYTES
+        and _REFRESH_TOKEN.fullmatch(value) is not None
+    ):
+        return value
+    return None
 
 
 def read_header(raw: str) -> dict[str, Any]:
