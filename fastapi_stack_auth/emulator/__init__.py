@@ -17,6 +17,7 @@ Run it with ``python -m fastapi_stack_auth.emulator`` (see ``--help``), or in Py
         emulator.define_permission("docs:delete")                  # a team permission
         emulator.grant_team_permission(team.id, user.id, "docs:delete")
         key = emulator.create_api_key(user_id=user.id, expires_in=60).value
+        emulator.add_webhook_endpoint("http://127.0.0.1:8000/webhooks")  # signed events
         ...                                     # STACK_API_URL=server.url
 
 For pytest fixtures, see ``fastapi_stack_auth.testing``.
@@ -26,8 +27,9 @@ from ._app import EMULATOR_HEADER, EmulatorApp, is_loopback
 from ._backend import DEFAULT_ACCESS_TOKEN_TTL, Backend
 from ._emulator import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PUBLIC_URL, Emulator, Tokens
 from ._emulator_authz import AuthorizationApi, IssuedApiKey
+from ._emulator_webhooks import WebhookApi
 from ._errors import KnownError
-from ._plugin_helpers import AuthorizationHelpers
+from ._plugin_helpers import AuthorizationHelpers, WebhookHelpers
 from ._rbac import SYSTEM_TEAM_PERMISSIONS
 from ._rows import ApiKey, PermissionDefinition, Team
 from ._seed import (
@@ -49,6 +51,8 @@ from ._seed import (
 )
 from ._server import EmulatorServer, RemoteBindRefused
 from ._store import Project, ProjectConfig, Session, User
+from ._webhook_records import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from ._webhooks import SVIX_RETRY_SCHEDULE, SVIX_TIMEOUT
 
 
 def create_app(emulator: Emulator | None = None) -> EmulatorApp:
@@ -69,6 +73,8 @@ __all__ = [
     "DEMO_TEAM_ID",
     "DEMO_USER_ID",
     "EMULATOR_HEADER",
+    "SVIX_RETRY_SCHEDULE",
+    "SVIX_TIMEOUT",
     "SYSTEM_TEAM_PERMISSIONS",
     "ApiKey",
     "AuthorizationApi",
@@ -94,6 +100,11 @@ __all__ = [
     "Team",
     "Tokens",
     "User",
+    "WebhookApi",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookHelpers",
     "create_app",
     "default_seed",
     "is_loopback",

@@ -1,6 +1,7 @@
 """``Backend``: the emulated Stack Auth the HTTP routes act on -- its projects, signing keys,
-clock and settings behind one re-entrant lock (the HTTP handlers and the Python API, possibly on
-another thread, both hold it). ``Emulator`` adds the Python API and the ASGI app."""
+clock, settings and webhook sender, the state behind one re-entrant lock (the HTTP handlers and
+the Python API, possibly on another thread, both hold it). ``Emulator`` adds the Python API and
+the ASGI app."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pydantic import SecretStr
+
 from ._keys import KeyRing
 from ._store import Project, Session
 from ._tokens import AUDIENCE_KINDS, TokenSubject, audience, mint_access_token
+from ._webhooks import SVIX_RETRY_SCHEDULE, SVIX_TIMEOUT, WebhookSender
 
 #: Stack's default access-token lifetime (``STACK_ACCESS_TOKEN_EXPIRATION_TIME``): 10 minutes.
 DEFAULT_ACCESS_TOKEN_TTL = 600
@@ -31,6 +35,9 @@ class Backend:
         key_seed: str | None,
         cors_origins: Iterable[str],
         allowed_hosts: Iterable[str],
+        webhook_secret: str | SecretStr | None = None,
+        webhook_retry_schedule: Iterable[float] = SVIX_RETRY_SCHEDULE,
+        webhook_timeout: float = SVIX_TIMEOUT,
     ) -> None:
         if access_token_ttl < 1:
             raise ValueError("access_token_ttl must be at least 1 second")
@@ -53,6 +60,10 @@ class Backend:
         self.cors_origins = {origin.rstrip("/").lower() for origin in cors_origins}
         #: ``Host`` names accepted besides loopback ones (no port).
         self.allowed_hosts = {host.lower() for host in allowed_hosts}
+        #: Endpoints, delivery log and background sending of the webhooks.
+        self.webhooks = WebhookSender(
+            secret=webhook_secret, retry_schedule=webhook_retry_schedule, timeout=webhook_timeout
+        )
 
     @property
     def public_url(self) -> str:

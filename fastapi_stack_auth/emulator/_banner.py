@@ -1,5 +1,6 @@
 """The startup banner of ``python -m fastapi_stack_auth.emulator`` (and ``make run``): what this
-is, its keys, the demo user with a token, their team and an API key, and ready-to-paste curls."""
+is, its keys, the webhooks' endpoints and secret, the demo user with a token, their team and an
+API key, and ready-to-paste curls."""
 
 from __future__ import annotations
 
@@ -18,6 +19,28 @@ def app_environment(emulator: Emulator) -> dict[str, str]:
     if emulator.publishable_client_key is not None:
         env["STACK_PUBLISHABLE_CLIENT_KEY"] = emulator.publishable_client_key
     return env
+
+
+def webhook_environment(emulator: Emulator) -> dict[str, str]:
+    """``STACK_WEBHOOK_SECRET``: the emulator's webhook signing secret, for a receiver."""
+    return {"STACK_WEBHOOK_SECRET": emulator.webhook_secret.get_secret_value()}
+
+
+def _webhook_lines(emulator: Emulator) -> list[str]:
+    """Where the webhooks go, and their signing secret alone on an ``export`` line."""
+    endpoints = emulator.webhook_endpoints()
+    lines = [""]
+    if endpoints:
+        lines.append("  Webhooks (signed as Svix signs Stack's) go to:")
+        lines += [f"    {endpoint.url}" for endpoint in endpoints]
+    else:
+        lines += [
+            "  Webhooks: no endpoint yet. Add one with --webhook URL, or with the server key:",
+            f'    POST {emulator.public_url}/api/v1/emulator/webhook-endpoints {{"url": ...}}',
+        ]
+    lines.append("  Their signing secret (a throwaway development secret), for the receiver:")
+    lines += [f"    export {name}={value}" for name, value in webhook_environment(emulator).items()]
+    return lines
 
 
 def _curl(
@@ -92,6 +115,7 @@ def banner(
         lines.append(f"  Demo user                        {demo.email} / {demo.password}")
     lines += ["", "  Settings for an app that uses fastapi-stack-auth:"]
     lines += [f"    export {name}={value}" for name, value in app_environment(emulator).items()]
+    lines += _webhook_lines(emulator)
     if demo is not None:
         user = emulator.project.user_by_auth_email(demo.email or "")
         token = emulator.sign_in(user.id).access_token if user is not None else None

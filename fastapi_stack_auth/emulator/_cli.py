@@ -7,15 +7,17 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
 from ._backend import DEFAULT_ACCESS_TOKEN_TTL
-from ._banner import app_environment, banner
+from ._banner import app_environment, banner, webhook_environment
 from ._emulator import DEFAULT_HOST, DEFAULT_PORT, Emulator
 from ._seed import Seed, SeedPermission, default_seed
 from ._server import UVICORN_MISSING, EmulatorServer, RemoteBindRefused, bind_socket, url_of
+from ._webhook_records import check_webhook_secret, check_webhook_url
+from ._webhooks import SVIX_TIMEOUT, check_retry_schedule
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow a non-loopback --host, and requests for it and for --public-url's host "
         "(anyone who reaches it gets tokens)",
     )
+    _add_webhook_options(parser)
     parser.add_argument(
         "--app",
         metavar="MODULE:ATTR",
@@ -95,6 +98,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="info", help="uvicorn log level")
     return parser
+
+
+def _add_webhook_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        type=_argument(check_webhook_url),
+        metavar="URL",
+        help="send the default project's webhooks to this http(s) URL, signed as Svix signs "
+        "Stack's (repeatable; more can be added at POST /api/v1/emulator/webhook-endpoints)",
+    )
+    parser.add_argument(
+        "--webhook-secret",
+        type=_argument(check_webhook_secret),
+        metavar="whsec_...",
+        help="the webhooks' signing secret: whsec_ and the base64 of 24 to 64 bytes "
+        "(default: a random one, printed in the banner)",
+    )
+    parser.add_argument(
+        "--webhook-retry-schedule",
+        type=retry_schedule,
+        metavar="SECONDS,...",
+        help="delays before each retry of a failed delivery, e.g. 0.05,0.1 for tests; '' for "
+        "no retries (default: Svix's 5,300,1800,7200,18000,36000,36000)",
+    )
+    parser.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=SVIX_TIMEOUT,
+        metavar="SECONDS",
+        help="a delivery not answered 2xx within this time is retried (default 30, as Svix)",
+    )
+
+
+def _argument(check: Callable[[str], str]) -> Callable[[str], str]:
+    """An argparse ``type`` that reports ``check``'s ``ValueError`` as a usage error."""
+
+    def parse(text: str) -> str:
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def retry_schedule(text: str) -> tuple[float, ...]:
+    """``SECONDS,SECONDS,...`` (empty: no retries)."""
+    try:
+        return check_retry_schedule(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of delays in seconds (each >= 0)"
+        ) from None
 
 
 def permission_definition(text: str) -> SeedPermission:
@@ -133,6 +191,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     if not args.latency_ms >= 0:
         print("error: --latency-ms must be 0 or more", file=sys.stderr)
         return 2
+    webhook_options: dict[str, Any] = {}
+    if args.webhook_retry_schedule is not None:
+        webhook_options["webhook_retry_schedule"] = args.webhook_retry_schedule
     try:
         emulator = Emulator(
             seed,
@@ -140,6 +201,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
             latency=args.latency_ms / 1000,
             key_seed=args.key_seed,
             cors_origins=args.cors_origin,
+            webhook_endpoints=args.webhook,
+            webhook_secret=args.webhook_secret,
+            webhook_timeout=args.webhook_timeout,
+            **webhook_options,
         )
     except ValueError as exc:  # e.g. a permission containing one that is not defined
         print(f"error: {exc}", file=sys.stderr)
@@ -183,7 +248,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
             flush=True,
         )
         if app_socket is not None:
-            os.environ.update(app_environment(emulator))
+            os.environ.update({**app_environment(emulator), **webhook_environment(emulator)})
             config: Any = uvicorn.Config(args.app, log_level=args.log_level)
             try:
                 uvicorn.Server(config).run(sockets=[app_socket])

@@ -8,13 +8,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import SecretStr
+
+from . import _webhook_events as events
 from ._app import EmulatorApp
 from ._backend import DEFAULT_ACCESS_TOKEN_TTL
 from ._emulator_authz import AuthorizationApi
+from ._emulator_webhooks import WebhookApi
 from ._errors import KnownError
 from ._seed import Seed, SeedProject, default_seed
 from ._store import Project, User, hash_password, new_id
 from ._views import user_json
+from ._webhooks import SVIX_RETRY_SCHEDULE, SVIX_TIMEOUT
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8102
@@ -31,7 +36,7 @@ class Tokens:
     refresh_token_id: str
 
 
-class Emulator(AuthorizationApi):
+class Emulator(AuthorizationApi, WebhookApi):
     """A local, in-memory Stack Auth for development and tests. Never for production.
 
     ``Emulator()`` starts from the default seed (one project with fixed dev keys and a demo
@@ -51,6 +56,11 @@ class Emulator(AuthorizationApi):
     The signing keys are random per instance; ``key_seed`` derives them from that text instead
     (the same seed, the same keys). Browsers may call it from loopback origins and from
     ``cors_origins``, and requests must name a loopback host or one of ``allowed_hosts``.
+
+    Changes send Stack's webhooks to the default project's ``webhook_endpoints`` (and to those
+    added later, see ``WebhookApi``), signed with ``webhook_secret`` (random when omitted) and
+    retried after each delay of ``webhook_retry_schedule`` (Svix's, 5 s to 10 h, by default)
+    until answered 2xx within ``webhook_timeout`` seconds. Loading the seed sends nothing.
     """
 
     def __init__(
@@ -64,6 +74,10 @@ class Emulator(AuthorizationApi):
         key_seed: str | None = None,
         cors_origins: Iterable[str] = (),
         allowed_hosts: Iterable[str] = (),
+        webhook_endpoints: Iterable[str] = (),
+        webhook_secret: str | SecretStr | None = None,
+        webhook_retry_schedule: Iterable[float] = SVIX_RETRY_SCHEDULE,
+        webhook_timeout: float = SVIX_TIMEOUT,
     ) -> None:
         super().__init__(
             public_url=public_url,
@@ -73,24 +87,33 @@ class Emulator(AuthorizationApi):
             key_seed=key_seed,
             cors_origins=cors_origins,
             allowed_hosts=allowed_hosts,
+            webhook_secret=webhook_secret,
+            webhook_retry_schedule=webhook_retry_schedule,
+            webhook_timeout=webhook_timeout,
         )
         self.seed = seed if seed is not None else default_seed()
         self.reset()
+        for url in webhook_endpoints:  # kept by reset()
+            self.webhooks.add_endpoint(self.project_id, url, permanent=True)
         self.app = EmulatorApp(self)
 
     # --- seed ------------------------------------------------------------------------------
 
     def reset(self) -> None:
         """Forget every change: back to the seed's projects, users, teams and permissions, and
-        to the clock's own time (the signing keys stay)."""
+        to the clock's own time (the signing keys stay). Pending webhooks are cancelled, the
+        delivery log emptied, and only the endpoints given at start-up kept."""
         with self.lock:
+            self.webhooks.reset()
             self.clock_offset = 0.0
             self.projects.clear()
-            for seed_project in self.seed.projects:
-                try:
-                    self._load_project(seed_project)
-                except KnownError as exc:  # a seed naming what it does not define
-                    raise ValueError(f"seed of project {seed_project.id}: {exc.message}") from exc
+            with self.webhooks.muted():
+                for seed_project in self.seed.projects:
+                    try:
+                        self._load_project(seed_project)
+                    except KnownError as exc:  # a seed naming what it does not define
+                        message = f"seed of project {seed_project.id}: {exc.message}"
+                        raise ValueError(message) from exc
 
     def _load_project(self, seed: SeedProject) -> None:
         project = self.projects[seed.id] = Project(
@@ -185,7 +208,9 @@ class Emulator(AuthorizationApi):
             )
             if user.id in project.users:
                 raise ValueError(f"user {user.id!r} already exists")
-            return project.add_user(user)
+            project.add_user(user)
+            events.send(self.webhooks, project, events.user_created(project, user))
+            return user
 
     def get_user(self, user_id: str, *, project_id: str | None = None) -> User | None:
         with self.lock:
@@ -203,7 +228,12 @@ class Emulator(AuthorizationApi):
         """Delete a user with their sessions, memberships, permissions and API keys (their
         access tokens stay valid until ``exp``)."""
         with self.lock:
-            return self._project(project_id).delete_user(user_id)
+            project = self._project(project_id)
+            deleted = events.user_deleted(project, user_id)  # the teams, before they go
+            if not project.delete_user(user_id):
+                return False
+            events.send(self.webhooks, project, *deleted)
+            return True
 
     def sign_in(
         self,

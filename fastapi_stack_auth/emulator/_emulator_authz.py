@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _webhook_events as events
 from ._backend import Backend
 from ._rows import ApiKey, ApiKeyType, PermissionDefinition, Scope, Session, Team
 from ._store import new_id
@@ -29,7 +30,8 @@ class AuthorizationApi(Backend):
 
     Every method takes ``project_id`` (default: the first project). Where Stack would answer an
     error, they raise the emulator's ``KnownError`` with Stack's code (``USER_NOT_FOUND``,
-    ``TEAM_MEMBERSHIP_NOT_FOUND``, ``PERMISSION_NOT_FOUND``, ...).
+    ``TEAM_MEMBERSHIP_NOT_FOUND``, ``PERMISSION_NOT_FOUND``, ...). A change sends the webhooks
+    its HTTP endpoint sends.
     """
 
     # --- teams and members -----------------------------------------------------------------
@@ -55,7 +57,9 @@ class AuthorizationApi(Backend):
             )
             if team.id in project.teams:
                 raise ValueError(f"team {team.id!r} already exists")
-            return project.add_team(team, creator_user_id=creator)
+            project.add_team(team, creator_user_id=creator)
+            events.send(self.webhooks, project, events.team_created(team))
+            return team
 
     def get_team(self, team_id: str, *, project_id: str | None = None) -> Team | None:
         with self.lock:
@@ -64,17 +68,27 @@ class AuthorizationApi(Backend):
     def delete_team(self, team_id: str, *, project_id: str | None = None) -> bool:
         """Delete a team with its memberships, permissions and API keys; False if unknown."""
         with self.lock:
-            return self._project(project_id).delete_team(team_id)
+            project = self._project(project_id)
+            deleted = project.delete_team(team_id)
+            if deleted:
+                events.send(self.webhooks, project, events.team_deleted(team_id))
+            return deleted
 
     def add_member(self, team_id: str, user_id: str, *, project_id: str | None = None) -> None:
         """Add a member, with the default member permissions (``team_member``)."""
         with self.lock:
-            self._project(project_id).add_member(team_id, user_id)
+            project = self._project(project_id)
+            granted = project.add_member(team_id, user_id)
+            events.send(self.webhooks, project, *events.member_added(team_id, user_id, granted))
 
     def remove_member(self, team_id: str, user_id: str, *, project_id: str | None = None) -> bool:
         """End a membership and the permissions that came with it; False if there was none."""
         with self.lock:
-            return self._project(project_id).remove_member(team_id, user_id)
+            project = self._project(project_id)
+            removed = project.remove_member(team_id, user_id)
+            if removed:
+                events.send(self.webhooks, project, events.member_removed(team_id, user_id))
+            return removed
 
     # --- permissions -----------------------------------------------------------------------------
 
@@ -107,14 +121,20 @@ class AuthorizationApi(Backend):
             project = self._project(project_id)
             project.check_member(team_id, user_id)
             project.permissions.grant_team(team_id, user_id, permission_id)
+            created = events.team_permission_created(team_id, user_id, permission_id)
+            events.send(self.webhooks, project, created)
 
     def revoke_team_permission(
         self, team_id: str, user_id: str, permission_id: str, *, project_id: str | None = None
     ) -> bool:
         """Revoke a directly granted team permission; False if it was not granted directly."""
         with self.lock:
-            perms = self._project(project_id).permissions
-            return perms.revoke_team(team_id, user_id, permission_id)
+            project = self._project(project_id)
+            revoked = project.permissions.revoke_team(team_id, user_id, permission_id)
+            if revoked:
+                deleted = events.team_permission_deleted(team_id, user_id, permission_id)
+                events.send(self.webhooks, project, deleted)
+            return revoked
 
     def team_permissions(
         self,
@@ -138,12 +158,19 @@ class AuthorizationApi(Backend):
             project = self._project(project_id)
             project.user_or_404(user_id)
             project.permissions.grant_project(user_id, permission_id)
+            created = events.project_permission_created(user_id, permission_id)
+            events.send(self.webhooks, project, created)
 
     def revoke_project_permission(
         self, user_id: str, permission_id: str, *, project_id: str | None = None
     ) -> bool:
         with self.lock:
-            return self._project(project_id).permissions.revoke_project(user_id, permission_id)
+            project = self._project(project_id)
+            revoked = project.permissions.revoke_project(user_id, permission_id)
+            if revoked:
+                deleted = events.project_permission_deleted(user_id, permission_id)
+                events.send(self.webhooks, project, deleted)
+            return revoked
 
     def project_permissions(
         self, user_id: str, *, recursive: bool = True, project_id: str | None = None

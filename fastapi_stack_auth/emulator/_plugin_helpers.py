@@ -1,12 +1,15 @@
-"""One-line authorization helpers of the pytest plugin's ``EmulatedStack``: teams, permission
+"""One-line helpers of the pytest plugin's ``EmulatedStack``: webhooks, and teams, permission
 grants, API keys and the clock, taking users and teams as objects with an ``id`` or as IDs."""
 
 from __future__ import annotations
 
 from typing import Literal, Protocol
 
+from pydantic import SecretStr
+
 from ._emulator import Emulator
 from ._rows import Team
+from ._webhook_records import WebhookDelivery, WebhookEndpoint
 
 
 class HasId(Protocol):
@@ -20,10 +23,43 @@ def _id(thing: HasId | str) -> str:
     return thing if isinstance(thing, str) else thing.id
 
 
-class AuthorizationHelpers:
+class WebhookHelpers:
+    """Webhook endpoints and the delivery log of ``self.emulator``'s default project. A reset
+    (before each test) removes the endpoints a test added and empties the log."""
+
+    emulator: Emulator
+
+    @property
+    def webhook_secret(self) -> SecretStr:
+        """The secret every delivery is signed with (``whsec_...``)."""
+        return self.emulator.webhook_secret
+
+    def add_webhook_endpoint(self, url: str) -> WebhookEndpoint:
+        """Send the project's webhooks to ``url`` (http or https) from now on."""
+        return self.emulator.add_webhook_endpoint(url)
+
+    def remove_webhook_endpoint(self, endpoint: WebhookEndpoint | str) -> bool:
+        """Stop sending to an endpoint (the object or its ID); False if unknown."""
+        return self.emulator.remove_webhook_endpoint(_id(endpoint))
+
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """The delivery log: one record per event and endpoint, in the order the events
+        happened, with every attempt so far (``status``, ``attempts``, ``payload``)."""
+        return self.emulator.webhook_deliveries()
+
+    def wait_for_webhooks(
+        self, count: int | None = None, *, timeout: float = 10.0
+    ) -> list[WebhookDelivery]:
+        """Wait until the log holds at least ``count`` deliveries and none is pending (each was
+        delivered, or failed every retry); returns the log. ``TimeoutError`` after
+        ``timeout`` seconds."""
+        return self.emulator.wait_for_webhook_deliveries(count, timeout=timeout)
+
+
+class AuthorizationHelpers(WebhookHelpers):
     """Teams, permissions, API keys and time in one line each, on ``self.emulator``'s default
-    project. Permissions a test grants are defined on the fly when the project does not define
-    them (containing nothing)."""
+    project (and the webhooks of ``WebhookHelpers``). Permissions a test grants are defined on
+    the fly when the project does not define them (containing nothing)."""
 
     emulator: Emulator
 

@@ -1,4 +1,4 @@
-"""The emulated endpoints, as one table of routes (contract §6, §7, §9.1-9.8); the handlers
+"""The emulated endpoints, as one table of routes (contract §6, §7, §9.1-9.8, §13); the handlers
 are in the ``_routes_*`` modules."""
 
 from __future__ import annotations
@@ -48,6 +48,16 @@ from ._routes_users import (
     list_users,
     patch_me,
     patch_user,
+)
+from ._routes_webhooks import (
+    DELIVERIES,
+    ENDPOINTS,
+    SEND_TEST,
+    add_endpoint,
+    list_deliveries,
+    list_endpoints,
+    remove_endpoint,
+    send_test_webhook,
 )
 
 Handler = Callable[[Ctx], Reply]
@@ -108,6 +118,17 @@ def _authz_routes() -> list[Route]:
     return routes
 
 
+def _webhook_routes() -> list[Route]:
+    """The emulator's own endpoint and log routes, and Stack's test-event route (§13.2)."""
+    return [
+        _route("GET", ENDPOINTS, SERVER_AND_UP, list_endpoints),
+        _route("POST", ENDPOINTS, SERVER_AND_UP, add_endpoint),
+        _route("DELETE", f"{ENDPOINTS}/{{endpoint_id}}", SERVER_AND_UP, remove_endpoint),
+        _route("GET", DELIVERIES, SERVER_AND_UP, list_deliveries),
+        _route("POST", SEND_TEST, ("admin",), send_test_webhook),
+    ]
+
+
 def _routes() -> list[Route]:
     users_me = "/users/me"
     routes = [
@@ -131,6 +152,7 @@ def _routes() -> list[Route]:
         _route("DELETE", "/auth/sessions/{id}", CLIENT_AND_UP, delete_session),
         _route("POST", "/auth/oauth/token", None, oauth_token),
         *_authz_routes(),
+        *_webhook_routes(),
     ]
     anonymous_alias = r"/projects-anonymous-users/(?P<project_id>[^/]+)/\.well-known/(?P<rest>.+)"
     routes.append(

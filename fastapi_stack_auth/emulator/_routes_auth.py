@@ -8,6 +8,7 @@ import binascii
 import secrets
 
 from . import _errors as err
+from . import _webhook_events as events
 from ._errors import PlainError
 from ._http import (
     PUBLIC_CLIENT_SENTINEL,
@@ -92,8 +93,9 @@ def password_sign_up(ctx: Ctx) -> Reply:
         raise err.password_too_short(MIN_PASSWORD_LENGTH)
     project.check_auth_email_free(body["email"])
     now = ctx.backend.now_millis()
-    if auth.user is not None and auth.user.is_anonymous:
-        user = auth.user  # signing up with an anonymous user's token upgrades that user
+    anonymous = auth.user if auth.user is not None and auth.user.is_anonymous else None
+    if anonymous is not None:
+        user = anonymous  # signing up with an anonymous user's token upgrades that user
         user.is_anonymous = False
         user.signed_up_at_millis = now
     else:
@@ -104,6 +106,9 @@ def password_sign_up(ctx: Ctx) -> Reply:
     user.primary_email_verified = False
     user.primary_email_auth_enabled = True
     user.password_hash = hash_password(body["password"])
+    # An upgraded anonymous user is updated, not created (contract §13.5).
+    event = events.user_updated if anonymous is not None else events.user_created
+    events.send(ctx.backend.webhooks, project, event(project, user))
     return Reply(body=_issue(ctx, project, user))
 
 
@@ -134,6 +139,7 @@ def anonymous_sign_up(ctx: Ctx) -> Reply:
     user = auth.project.add_user(
         User(id=new_id(), signed_up_at_millis=now, last_active_at_millis=now, is_anonymous=True)
     )
+    events.send(ctx.backend.webhooks, auth.project, events.user_created(auth.project, user))
     return Reply(body=_issue(ctx, auth.project, user))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from . import _webhook_events as events
 from ._errors import PlainError
 from ._http import Ctx, FieldCheck, Reply, f_json, f_str, validate
 from ._routes_common import (
@@ -81,6 +82,8 @@ def create_team(ctx: Ctx) -> Reply:
     _apply(team, body)
     # The creator is checked before the team is stored: an unknown one leaves no team behind.
     auth.project.add_team(team, creator_user_id=creator)
+    # No membership or permission event for the creator, as in Stack (contract §13.5).
+    events.send(ctx.backend.webhooks, auth.project, events.team_created(team))
     return Reply(status=201, body=team_json(team, server=auth.server))
 
 
@@ -97,6 +100,7 @@ def patch_team(ctx: Ctx) -> Reply:
     body = validate(ctx, body=fields, problems=param_problems(ctx, uuids=["team_id"]))
     team = _team_for_change(ctx, auth.project, "$update_team")
     _apply(team, body)
+    events.send(ctx.backend.webhooks, auth.project, events.team_updated(team))
     return Reply(body=team_json(team, server=auth.server))
 
 
@@ -105,6 +109,7 @@ def delete_team(ctx: Ctx) -> Reply:
     auth = ctx.need_auth
     team = _team_for_change(ctx, auth.project, "$delete_team")
     auth.project.delete_team(team.id)
+    events.send(ctx.backend.webhooks, auth.project, events.team_deleted(team.id))
     return Reply(body={"success": True})
 
 
@@ -119,7 +124,8 @@ def add_membership(ctx: Ctx) -> Reply:
     validate(ctx, body={}, problems=_membership_params(ctx))
     auth, team_id = ctx.need_auth, ctx.params["team_id"]
     member = user_id(auth, ctx.params["user_id"]) or ""
-    auth.project.add_member(team_id, member)
+    granted = auth.project.add_member(team_id, member)
+    events.send(ctx.backend.webhooks, auth.project, *events.member_added(team_id, member, granted))
     return Reply(status=201, body={"team_id": team_id, "user_id": member})
 
 
@@ -134,4 +140,5 @@ def remove_membership(ctx: Ctx) -> Reply:
             require_team_permission(project, team_id, current, "$remove_members")
     project.check_member(team_id, member)
     project.remove_member(team_id, member)
+    events.send(ctx.backend.webhooks, project, events.member_removed(team_id, member))
     return Reply(body={"success": True})

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from . import _webhook_events as events
 from ._errors import PlainError
 from ._http import Ctx, Reply, is_uuid, q_bool, q_one_of, q_positive_int, q_uuid, validate
 from ._routes_common import me
-from ._store import User, new_id
+from ._store import Project, User, new_id
 from ._user_fields import (
     CLIENT_UPDATE_FIELDS,
     SERVER_CREATE_FIELDS,
@@ -30,6 +31,7 @@ def patch_me(ctx: Ctx) -> Reply:
     user = me(auth)
     check_user_fields(ctx, body, user)
     apply_user_fields(auth.project, user, body, ctx.backend.now_millis())
+    events.send(ctx.backend.webhooks, auth.project, events.user_updated(auth.project, user))
     return Reply(body=user_json(user, auth.project, server=auth.server))
 
 
@@ -39,8 +41,14 @@ def delete_me(ctx: Ctx) -> Reply:
     user = me(auth)
     if not auth.server and not auth.project.config.client_user_deletion_enabled:
         raise PlainError(400, "Client user deletion is disabled for this project.")
-    auth.project.delete_user(user.id)
+    _delete(ctx, auth.project, user.id)
     return Reply(body={"success": True})
+
+
+def _delete(ctx: Ctx, project: Project, user_id: str) -> None:
+    deleted = events.user_deleted(project, user_id)  # the teams, before they are forgotten
+    project.delete_user(user_id)
+    events.send(ctx.backend.webhooks, project, *deleted)
 
 
 _LIST_QUERY = {
@@ -114,6 +122,7 @@ def create_user(ctx: Ctx) -> Reply:
     user.is_anonymous = bool(body.get("is_anonymous", False))
     apply_user_fields(project, user, body, now)
     project.add_user(user)
+    events.send(ctx.backend.webhooks, project, events.user_created(project, user))
     return Reply(status=201, body=user_json(user, project, server=True))
 
 
@@ -129,11 +138,12 @@ def patch_user(ctx: Ctx) -> Reply:
     user = project.user_or_404(ctx.params["user_id"])
     check_user_fields(ctx, body, user)
     apply_user_fields(project, user, body, ctx.backend.now_millis())
+    events.send(ctx.backend.webhooks, project, events.user_updated(project, user))
     return Reply(body=user_json(user, project, server=True))
 
 
 def delete_user(ctx: Ctx) -> Reply:
     validate(ctx, uuid_param="user_id")
     project = ctx.need_auth.project
-    project.delete_user(project.user_or_404(ctx.params["user_id"]).id)
+    _delete(ctx, project, project.user_or_404(ctx.params["user_id"]).id)
     return Reply(body={"success": True})

@@ -130,13 +130,15 @@ class EmulatorServer:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop serving and close the socket; afterwards connections are refused."""
+        """Stop serving and close the socket; afterwards connections are refused. Webhooks
+        still pending (retries included) are cancelled."""
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
         if self._socket is not None:
             self._socket.close()
+        self.emulator.close()
 
     def __enter__(self) -> EmulatorServer:
         return self.start()

@@ -187,10 +187,10 @@ class Project:
         teams = [t for t in self.teams.values() if user_id is None or self.is_member(t.id, user_id)]
         return sorted(teams, key=lambda t: t.created_at_millis)
 
-    def add_member(self, team_id: str, user_id: str, *, creator: bool = False) -> None:
+    def add_member(self, team_id: str, user_id: str, *, creator: bool = False) -> list[str]:
         """Add a member in Stack's order of checks (``USER_NOT_FOUND``, ``TEAM_NOT_FOUND``,
         ``TEAM_MEMBERSHIP_ALREADY_EXISTS``) and grant the default member (or creator)
-        permissions."""
+        permissions; returns the IDs of those permissions."""
         self.user_or_404(user_id)
         self.team_or_404(team_id)
         if self.is_member(team_id, user_id):
@@ -202,6 +202,7 @@ class Project:
         self.memberships.add((team_id, user_id))
         for permission_id in defaults:
             perms.grant_team(team_id, user_id, permission_id)
+        return list(defaults)
 
     def check_member(self, team_id: str, user_id: str) -> None:
         """``USER_NOT_FOUND`` or ``TEAM_MEMBERSHIP_NOT_FOUND`` unless ``user_id`` is a member."""
