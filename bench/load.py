@@ -24,6 +24,17 @@ Phases, each with its own tokens:
                    upstream call per token, not one per request;
 - ``jwt-cold`` / ``jwt-warm``  the same in JWT mode (``STACK_VERIFY=jwt``: ES256 checked
                    locally against the JWKS, loaded at startup and not asked again);
+- ``permissions``  remote mode with ``STACK_PERMISSION_CACHE_TTL`` short (``--perm-ttl``):
+                   ``--authz-users`` users, each a member of ``--authz-teams`` teams, call the
+                   example app's ``DELETE /teams/{team_id}/docs/{doc_id}`` (team permission
+                   ``docs:delete``, granted in half of the pairs) and ``GET /admin/stats``
+                   (project permission ``admin``, granted to half of the users), every question
+                   ``--authz-repeat`` times, shuffled, over ``--authz-windows`` TTL windows; each
+                   window must take less than the TTL, and the next one starts once every
+                   answer of the last has expired. Calls to ``GET /team-permissions`` and
+                   ``GET /project-permissions`` must equal the distinct (user, team,
+                   permission) and (user, permission) questions in each window, and every
+                   answer must be the one its grant calls for (200 or 403);
 - ``rss``          ``--rss-tokens`` distinct tokens (100 000) through a fresh app per
                    ``STACK_CACHE_MAX_ENTRIES`` value in ``--rss-max-entries`` (the apps are
                    filled side by side); the app's peak RSS (``VmHWM``) shows the cache is
@@ -61,6 +72,10 @@ from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS_ME = "GET /users/me"
+TEAM_PERMISSIONS = "GET /team-permissions"
+PROJECT_PERMISSIONS = "GET /project-permissions"
+#: The example app's permission-guarded routes, and what they ask.
+TEAM_PERMISSION, PROJECT_PERMISSION = "docs:delete", "admin"
 JWKS = "GET /projects/{project_id}/.well-known/jwks.json"
 #: Each child process stops by itself after this many seconds, whatever happens.
 CHILD_CAP_SECONDS = 900
@@ -94,7 +109,31 @@ def emulator_child(latency_ms: float) -> None:
                 out.write("\n".join(tokens) + "\n")
             elif command == "stats":
                 out.write(json.dumps(dict(emulator.calls)) + "\n")
+            elif command == "authz":
+                users, teams = (int(n) for n in arg.split())
+                out.write(json.dumps(authz_world(emulator, users, teams)) + "\n")
             out.flush()
+
+
+def authz_world(emulator: Any, users: int, teams: int) -> dict[str, Any]:
+    """Users (one token each) who are all members of all the ``teams`` teams: user ``u`` holds
+    ``docs:delete`` in team ``t`` when ``u + t`` is even, and the project permission ``admin``
+    when ``u`` is even."""
+    emulator.define_permission(TEAM_PERMISSION, scope="team")
+    emulator.define_permission(PROJECT_PERMISSION, scope="project")
+    people = [emulator.create_user(display_name="Load Test User") for _ in range(users)]
+    groups = [emulator.create_team("Load Test Team") for _ in range(teams)]
+    for u, person in enumerate(people):
+        if u % 2 == 0:
+            emulator.grant_project_permission(person.id, PROJECT_PERMISSION)
+        for t, team in enumerate(groups):
+            emulator.add_member(team.id, person.id)
+            if (u + t) % 2 == 0:
+                emulator.grant_team_permission(team.id, person.id, TEAM_PERMISSION)
+    return {
+        "tokens": [emulator.sign_in(person.id).access_token for person in people],
+        "teams": [team.id for team in groups],
+    }
 
 
 class EmulatorProcess:
@@ -121,6 +160,13 @@ class EmulatorProcess:
         self._in.write(f"mint {count}\n")
         self._in.flush()
         return [self._out.readline().strip() for _ in range(count)]
+
+    def authz(self, users: int, teams: int) -> tuple[list[str], list[str]]:
+        """``authz_world`` in the child: the users' tokens and the team ids."""
+        self._in.write(f"authz {users} {teams}\n")
+        self._in.flush()
+        world = json.loads(self._out.readline())
+        return world["tokens"], world["teams"]
 
     def calls(self) -> Counter[str]:
         self._in.write("stats\n")
@@ -247,6 +293,8 @@ class Result:
     generator_cpu: float = 0.0
     emulator_cpu: float = 0.0
     capped: bool = False
+    #: The status of each request by its position, when asked for (``record=True``).
+    answers: dict[int, int] | None = None
 
     @property
     def done(self) -> int:
@@ -257,9 +305,9 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
 
 
-def request_bytes(token: str) -> bytes:
+def request_bytes(token: str, method: str = "GET", path: str = "/me") -> bytes:
     return (
-        "GET /me HTTP/1.1\r\nhost: 127.0.0.1\r\nuser-agent: load/1\r\n"
+        f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nuser-agent: load/1\r\n"
         f"authorization: Bearer {token}\r\n\r\n"
     ).encode()
 
@@ -271,7 +319,7 @@ async def drive(
     answered or ``cap`` seconds have passed."""
     deadline = time.monotonic() + cap
     position = 0
-    latencies, statuses = result.latencies, result.statuses
+    latencies, statuses, answers = result.latencies, result.statuses, result.answers
 
     async def client() -> None:
         nonlocal position
@@ -281,7 +329,8 @@ async def drive(
                 if time.monotonic() > deadline:
                     result.capped = True
                     return
-                request = requests[position]
+                index = position
+                request = requests[index]
                 position += 1
                 started = time.perf_counter()
                 try:
@@ -297,7 +346,10 @@ async def drive(
                     reader, writer = await asyncio.open_connection(host, port)
                     continue
                 latencies.append(time.perf_counter() - started)
-                statuses[int(head[9:12])] += 1
+                status = int(head[9:12])
+                statuses[status] += 1
+                if answers is not None:
+                    answers[index] = status
                 if b"\r\nconnection: close" in lowered:
                     writer.close()
                     reader, writer = await asyncio.open_connection(host, port)
@@ -396,6 +448,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rss-cap", type=float, default=600.0, help="wall-clock cap of the RSS fill, s"
     )
+    parser.add_argument("--authz-users", type=int, default=24, help="users, permission phase")
+    parser.add_argument("--authz-teams", type=int, default=16, help="teams, permission phase")
+    parser.add_argument(
+        "--authz-repeat", type=int, default=5, help="requests per question per window"
+    )
+    parser.add_argument("--authz-windows", type=int, default=3, help="TTL windows (at least 2)")
+    parser.add_argument(
+        "--perm-ttl",
+        type=float,
+        default=12.0,
+        help="STACK_PERMISSION_CACHE_TTL of the permission phase, s (longer than a window)",
+    )
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--check", action="store_true", help="exit 1 if a check fails")
     parser.add_argument("--seed", type=int, default=1)
@@ -406,6 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.quick:
         args.tokens, args.warm, args.burst_tokens, args.rss_tokens = 500, 2000, 200, 12_000
+        args.authz_users, args.authz_teams, args.authz_repeat = 12, 8, 5
+        args.authz_windows, args.perm_ttl = 2, 4.0
         if args.rss_max_entries == "10000,100000":
             args.rss_max_entries = "2000,20000"
     rng = random.Random(args.seed)  # noqa: S311 - shuffling requests, not secrets
@@ -546,6 +612,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for line in bad[:5]:
                 print(f"    {line}")
 
+        windows, output = permission_phase(args, emulator, workdir, common, rng)
+        permission_report(windows, output, args, check)
         if rss_runs:
             rss_report(args, rss_runs, rss_tokens, emulator, workdir, common, check)
         print(f"\nTotal {time.perf_counter() - started:.0f} s; load average {load_average()}.")
@@ -640,6 +708,144 @@ def rss_report(
         )
     bad = [line for app in apps.values() for line in app.output.splitlines() if _bad(line)]
     print(f"  RSS apps' output clean on shutdown: {check(not bad, 'rss output')}")
+    for line in bad[:5]:
+        print(f"    {line}")
+
+
+# --- permission checks: upstream calls per TTL window -----------------------------------------
+
+
+@dataclass
+class Window:
+    """One TTL window of the permission phase."""
+
+    number: int
+    requests: int
+    #: Distinct (user, team, docs:delete) and (user, admin) questions: the calls expected.
+    team_questions: int
+    project_questions: int
+    seconds: float
+    team_calls: int
+    project_calls: int
+    identity_calls: int
+    #: Answers other than the one the grant calls for, and requests never answered.
+    wrong: int
+    unanswered: int
+    app_cpu: float
+
+
+def permission_requests(
+    tokens: Sequence[str], teams: Sequence[str], repeat: int, rng: random.Random
+) -> tuple[list[bytes], list[int]]:
+    """Every (user, team, ``docs:delete``) and (user, ``admin``) question ``repeat`` times, in
+    random order, and the status each must get (``authz_world``'s grants)."""
+    asked: list[tuple[bytes, int]] = []
+    for u, token in enumerate(tokens):
+        for t, team in enumerate(teams):
+            delete = request_bytes(token, "DELETE", f"/teams/{team}/docs/{u}")
+            asked += [(delete, 200 if (u + t) % 2 == 0 else 403)] * repeat
+        stats = request_bytes(token, "GET", "/admin/stats")
+        asked += [(stats, 200 if u % 2 == 0 else 403)] * repeat
+    rng.shuffle(asked)
+    return [request for request, _ in asked], [status for _, status in asked]
+
+
+def permission_phase(
+    args: argparse.Namespace,
+    emulator: EmulatorProcess,
+    workdir: Path,
+    common: dict[str, str],
+    rng: random.Random,
+) -> tuple[list[Window], str]:
+    """The example app in remote mode with ``STACK_PERMISSION_CACHE_TTL=--perm-ttl``, asked
+    the same questions in each of ``--authz-windows`` windows; returns the windows and the
+    app's output."""
+    tokens, teams = emulator.authz(args.authz_users, args.authz_teams)
+    env = {**common, "STACK_PERMISSION_CACHE_TTL": f"{args.perm_ttl:g}"}
+    windows: list[Window] = []
+    with app_process(env, workdir, "permissions") as app:
+        wait_ready(app)
+        expired_at = 0.0
+        for number in range(1, args.authz_windows + 1):
+            # Nothing announces that a cached answer expired: the next window waits until
+            # every answer of the last one has (each lives the TTL from when it was loaded,
+            # at the latest when the last response was read), with a margin.
+            pause = expired_at - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            requests, expected = permission_requests(tokens, teams, args.authz_repeat, rng)
+            result = Result(f"permissions-{number}", len(requests), 0, answers={})
+            before, cpu = emulator.calls(), cpu_seconds(app.process.pid)
+            started = time.perf_counter()
+            asyncio.run(drive(app.host, app.port, requests, args.concurrency, args.cap, result))
+            seconds = time.perf_counter() - started
+            expired_at = time.time() + args.perm_ttl + 0.25
+            app_cpu = cpu_seconds(app.process.pid) - cpu
+            calls = emulator.calls() - before
+            answers = result.answers or {}
+            windows.append(
+                Window(
+                    number=number,
+                    requests=len(requests),
+                    team_questions=len(tokens) * len(teams),
+                    project_questions=len(tokens),
+                    seconds=seconds,
+                    team_calls=calls[TEAM_PERMISSIONS],
+                    project_calls=calls[PROJECT_PERMISSIONS],
+                    identity_calls=calls[USERS_ME],
+                    wrong=sum(answers.get(i, want) != want for i, want in enumerate(expected)),
+                    unanswered=len(requests) - len(answers),
+                    app_cpu=app_cpu,
+                )
+            )
+    return windows, app.output
+
+
+def permission_report(
+    windows: list[Window], output: str, args: argparse.Namespace, check: Any
+) -> None:
+    """The permission phase's table and checks."""
+    print(
+        f"\nPermission checks: {args.authz_users} users x {args.authz_teams} teams "
+        f"({TEAM_PERMISSION}) and {args.authz_users} users ({PROJECT_PERMISSION}), each "
+        f"question {args.authz_repeat} times per window, STACK_PERMISSION_CACHE_TTL="
+        f"{args.perm_ttl:g} s; upstream = calls the emulator received during the window"
+    )
+    print(
+        f"{'window':>6} {'requests':>8} {'seconds':>7} {'team questions':>14} {'team calls':>10} "
+        f"{'project q.':>10} {'project calls':>13} {'/users/me':>9} {'app CPU/req':>11} "
+        f"{'wrong':>5}"
+    )
+    for w in windows:
+        print(
+            f"{w.number:>6} {w.requests:>8} {w.seconds:>7.2f} {w.team_questions:>14} "
+            f"{w.team_calls:>10} {w.project_questions:>10} {w.project_calls:>13} "
+            f"{w.identity_calls:>9} {w.app_cpu / max(w.requests, 1) * 1000:>11.2f} "
+            f"{w.wrong + w.unanswered:>5}"
+        )
+    expected = sum(w.team_questions + w.project_questions for w in windows)
+    actual = sum(w.team_calls + w.project_calls for w in windows)
+    counted = all(
+        w.team_calls == w.team_questions and w.project_calls == w.project_questions for w in windows
+    )
+    print(
+        f"  upstream calls for permission checks = distinct questions per TTL window: "
+        f"expected {expected}, actual {actual} over {len(windows)} windows: "
+        f"{check(counted and len(windows) >= 2, 'permission calls per window')}"
+    )
+    fits = all(w.seconds < args.perm_ttl for w in windows)
+    print(
+        f"  each window shorter than the TTL ({args.perm_ttl:g} s), so no answer expired "
+        f"within one: {check(fits, 'permission windows within the TTL')}"
+        + ("" if fits else " (the machine is too slow for these counts: raise --perm-ttl)")
+    )
+    right = not any(w.wrong or w.unanswered for w in windows)
+    print(
+        f"  every answer is the one its grant calls for (200 or 403): "
+        f"{check(right, 'permission answers')}"
+    )
+    bad = [line for line in output.splitlines() if _bad(line)]
+    print(f"  permissions app output clean on shutdown: {check(not bad, 'permissions output')}")
     for line in bad[:5]:
         print(f"    {line}")
 
