@@ -87,8 +87,9 @@ class Signer:
         return f"{signing_input}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
-def asgi_caller(app: Any) -> Caller:
-    """One GET / through ``app`` as an ASGI server would make it; returns the status."""
+def asgi_caller(app: Any, path: str = "/") -> Caller:
+    """One GET ``path`` through ``app`` as an ASGI server would make it; returns the status."""
+    raw_path = path.encode()
 
     async def call(headers: Headers) -> int:
         scope: dict[str, Any] = {
@@ -97,8 +98,8 @@ def asgi_caller(app: Any) -> Caller:
             "http_version": "1.1",
             "method": "GET",
             "scheme": "http",
-            "path": "/",
-            "raw_path": b"/",
+            "path": path,
+            "raw_path": raw_path,
             "root_path": "",
             "query_string": b"",
             "headers": headers,

@@ -20,6 +20,16 @@ same kind of ``Authorization: Bearer <jwt>`` header:
                     mocked, and not called again once the cache holds the token)
 - ``pyjwt-decode``  for calibration, when PyJWT is installed: the usual recipe, a bare
                     ``jwt.decode(..., algorithms=["ES256"], audience=..., issuer=...)`` per request
+- ``team-user``     ``current_user`` in JWT mode, cached, on ``GET /teams/{team_id}/docs``: what
+                    ``team-perm-hit`` adds to
+- ``team-perm-hit`` the same route with ``require_team_permission("docs:read")`` instead, the
+                    identity and the permission answer both cached
+- ``proj-perm-hit`` ``GET /`` with ``require_project_permission("admin")``, both cached: what
+                    it adds to ``jwt-hit``
+
+The authorization targets are on what a cached check *adds*: per repetition, the permission
+variant's time minus its ``current_user`` twin's (same path, same mode, same token), as a
+ratio of the baseline's; the median of those is checked against 0.10x.
 
 Batches of each variant are interleaved in a random order and repeated; the report gives, per
 variant, the median microseconds per request and the median of the per-repetition ratios to
@@ -66,7 +76,14 @@ from _common import PROJECT_ID, Caller, Headers, asgi_caller, request_headers, s
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from fastapi_stack_auth import StackAuth, StackUser, current_user
+from fastapi_stack_auth import (
+    StackAuth,
+    StackUser,
+    TeamAccess,
+    current_user,
+    require_project_permission,
+    require_team_permission,
+)
 
 API_URL = "https://stack.bench"
 ISSUER = f"{API_URL}/api/v1/projects/{PROJECT_ID}"
@@ -76,6 +93,15 @@ TARGETS = {
     "remote-hit": (1.15, "cache hit, remote mode"),
     "jwt-first": (3.5, "first sight of a token, JWT mode"),
 }
+#: Issue 10's targets: what a cached authorization check may add to ``current_user`` alone (the
+#: variant named second), as a ratio to the baseline.
+ADDED_TARGETS = {
+    "team-perm-hit": ("team-user", 0.10, "cached team permission, added"),
+    "proj-perm-hit": ("jwt-hit", 0.10, "cached project permission, added"),
+}
+TEAM_ID = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"
+#: The path of the team variants: the team comes from the ``team_id`` path parameter.
+TEAM_PATH = f"/teams/{TEAM_ID}/docs"
 #: The two no-ops, by ``--baseline``: variant name and how it reads the header.
 BASELINES = {
     "bearer": ("noop", "HTTPBearer(auto_error=False), FastAPI's bearer-token dependency"),
@@ -91,7 +117,8 @@ class Signer(_common.Signer):
 
 
 def fake_stack(signer: Signer, user_id: str) -> httpx.MockTransport:
-    """Stack Auth's JWKS and ``/users/me``, in process."""
+    """Stack Auth's JWKS, ``/users/me`` and the permission lists (every permission asked is
+    held), in process."""
     user = {
         "id": user_id,
         "primary_email": "bench@example.com",
@@ -109,6 +136,12 @@ def fake_stack(signer: Signer, user_id: str) -> httpx.MockTransport:
             )
         if request.url.path == "/api/v1/users/me":
             return httpx.Response(200, json=user)
+        if request.url.path in ("/api/v1/team-permissions", "/api/v1/project-permissions"):
+            query = request.url.params
+            item = {"id": query["permission_id"], "user_id": query["user_id"]}
+            if "team_id" in query:
+                item["team_id"] = query["team_id"]
+            return httpx.Response(200, json={"items": [item], "is_paginated": False})
         return httpx.Response(404, text="not found")
 
     return httpx.MockTransport(handle)
@@ -154,6 +187,44 @@ def protected_app(stack: StackAuth) -> FastAPI:
     return app
 
 
+def team_user_app(stack: StackAuth) -> FastAPI:
+    """``current_user`` on a team path: the twin ``team_permission_app`` is compared with."""
+    app = FastAPI()
+    stack.init_app(app)
+
+    @app.get("/teams/{team_id}/docs")
+    async def docs(user: StackUser = Depends(current_user)) -> dict[str, bool]:
+        return {"ok": user is not None}
+
+    return app
+
+
+def team_permission_app(stack: StackAuth) -> FastAPI:
+    """The same route behind ``require_team_permission``, the team read from the path."""
+    app = FastAPI()
+    stack.init_app(app)
+    read_docs = require_team_permission("docs:read")
+
+    @app.get("/teams/{team_id}/docs")
+    async def docs(access: TeamAccess = Depends(read_docs)) -> dict[str, bool]:
+        return {"ok": access is not None}
+
+    return app
+
+
+def project_permission_app(stack: StackAuth) -> FastAPI:
+    """``GET /`` behind ``require_project_permission``: the twin of ``protected_app``."""
+    app = FastAPI()
+    stack.init_app(app)
+    admin = require_project_permission("admin")
+
+    @app.get("/")
+    async def protected(user: StackUser = Depends(admin)) -> dict[str, bool]:
+        return {"ok": user is not None}
+
+    return app
+
+
 def pyjwt_app(signer: Signer) -> FastAPI | None:
     """The usual recipe, for calibration: PyJWT decodes and verifies every request."""
     try:
@@ -177,12 +248,12 @@ def pyjwt_app(signer: Signer) -> FastAPI | None:
     return app
 
 
-def httpx_caller(app: FastAPI) -> Caller:
-    """One GET / through ``app`` with ``httpx.AsyncClient`` over ``ASGITransport``."""
+def httpx_caller(app: FastAPI, path: str = "/") -> Caller:
+    """One GET ``path`` through ``app`` with ``httpx.AsyncClient`` over ``ASGITransport``."""
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench")
 
     async def call(headers: Headers) -> int:
-        return (await client.get("/", headers=headers[1:])).status_code
+        return (await client.get(path, headers=headers[1:])).status_code
 
     return call
 
@@ -226,19 +297,28 @@ async def run(args: argparse.Namespace) -> dict[str, Samples]:
         "jwt-hit": StackAuth(**common, verify="jwt", transport=transport),
         "jwt-first": StackAuth(**common, verify="jwt", transport=transport),
         "remote-hit": StackAuth(**common, verify="remote", transport=transport),
+        # Permission answers live an hour: every timed check is a hit (the warm-up asks once).
+        **{
+            name: StackAuth(**common, verify="jwt", permission_cache_ttl=3600, transport=transport)
+            for name in ("team-user", "team-perm-hit", "proj-perm-hit")
+        },
     }
     for stack in stacks.values():
         await stack.start()
     apps = {
         "noop": bearer_noop_app(),
         "noop-header": header_noop_app(),
-        **{name: protected_app(stack) for name, stack in stacks.items()},
+        **{name: protected_app(stacks[name]) for name in ("jwt-hit", "jwt-first", "remote-hit")},
+        "team-user": team_user_app(stacks["team-user"]),
+        "team-perm-hit": team_permission_app(stacks["team-perm-hit"]),
+        "proj-perm-hit": project_permission_app(stacks["proj-perm-hit"]),
     }
     calibration = pyjwt_app(signer)
     if calibration is not None:
         apps["pyjwt-decode"] = calibration
     make_caller = asgi_caller if args.driver == "asgi" else httpx_caller
-    callers = {name: make_caller(app) for name, app in apps.items()}
+    paths = {"team-user": TEAM_PATH, "team-perm-hit": TEAM_PATH}
+    callers = {name: make_caller(app, paths.get(name, "/")) for name, app in apps.items()}
 
     hit_headers = request_headers(signer.mint(user_id))
     # Fresh tokens for every first-sight request of the whole run, minted before timing.
@@ -333,6 +413,41 @@ def report(results: dict[str, Samples], args: argparse.Namespace) -> dict[str, f
     return checked
 
 
+def report_added(results: dict[str, Samples], args: argparse.Namespace) -> dict[str, float]:
+    """Print what each cached authorization check adds to its ``current_user`` twin, as a ratio
+    of the baseline; returns the medians on the checked clock."""
+    base_name = BASELINES[args.baseline][0]
+    base = results[base_name]
+    print(
+        f"\nAuthorization on top of current_user, both cached: per repetition (variant - twin) / "
+        f"{base_name}, median [interquartile range]"
+    )
+    print(f"{'variant':<14} {'twin':<10} {'cpu added':>10} {'[p25 - p75]':>14} {'wall added':>11}")
+    added: dict[str, float] = {}
+    for name, (twin, target, _) in ADDED_TARGETS.items():
+        samples, other = results[name], results[twin]
+        per_rep = {
+            clock: sorted(
+                (s - t) / b
+                for s, t, b in zip(
+                    getattr(samples, clock),
+                    getattr(other, clock),
+                    getattr(base, clock),
+                    strict=True,
+                )
+            )
+            for clock in ("cpu", "wall")
+        }
+        low, cpu_added, high = _quartiles(per_rep["cpu"])
+        wall_added = statistics.median(per_rep["wall"])
+        added[name] = cpu_added if args.clock == "cpu" else wall_added
+        print(
+            f"{name:<14} {twin:<10} {cpu_added:>+9.3f}x {f'[{low:+.3f} - {high:+.3f}]':>14} "
+            f"{wall_added:>+10.3f}x   <= {target:.2f}"
+        )
+    return added
+
+
 def cold_path(calls: int, concurrency: int) -> dict[str, dict[str, Any]]:
     """Remote mode's cold path on httpx's default transport (``bench/upstream_cpu.py``)."""
     print(
@@ -349,11 +464,14 @@ def cold_path(calls: int, concurrency: int) -> dict[str, dict[str, Any]]:
 
 
 def verdicts(
-    checked: dict[str, float], cold: dict[str, dict[str, Any]] | None, args: argparse.Namespace
+    checked: dict[str, float],
+    added: dict[str, float],
+    cold: dict[str, dict[str, Any]] | None,
+    args: argparse.Namespace,
 ) -> bool:
-    """One line per target of issue 8, PASS or FAIL; True when all pass."""
+    """One line per target of issues 8 and 10, PASS or FAIL; True when all pass."""
     base_name = BASELINES[args.baseline][0]
-    print(f"\nTargets (issue 8; {args.clock} time, ratio to {base_name}):")
+    print(f"\nTargets (issues 8 and 10; {args.clock} time, ratio to {base_name}):")
     ok = True
     for name, (target, what) in TARGETS.items():
         passed = checked[name] <= target
@@ -361,6 +479,13 @@ def verdicts(
         print(
             f"  {'PASS' if passed else 'FAIL'}  {what:<34} {checked[name]:>5.2f}x <= "
             f"{target:.2f}x  ({name})"
+        )
+    for name, (twin, target, what) in ADDED_TARGETS.items():
+        passed = added[name] <= target
+        ok = ok and passed
+        print(
+            f"  {'PASS' if passed else 'FAIL'}  {what:<34} {added[name]:>+5.2f}x <= "
+            f"{target:.2f}x  ({name} - {twin})"
         )
     if cold is not None:
         app = cold.get("app", {})
@@ -418,9 +543,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args()
-    checked = report(asyncio.run(run(args)), args)
+    results = asyncio.run(run(args))
+    checked = report(results, args)
+    added = report_added(results, args)
     cold = cold_path(args.cold_calls, args.cold_concurrency) if args.cold_calls > 0 else None
-    ok = verdicts(checked, cold, args)
+    ok = verdicts(checked, added, cold, args)
     if args.check and not ok:
         sys.exit(1)
 
