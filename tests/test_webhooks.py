@@ -47,6 +47,7 @@ from fastapi_stack_auth.webhooks import (
     new_webhook_secret,
     sign_webhook,
 )
+from fastapi_stack_auth.webhooks._dedupe import RecentDeliveries, Seen
 
 pytest_plugins = ["fastapi_stack_auth.testing"]
 
@@ -801,3 +802,64 @@ def test_the_signer_fixture_sets_the_secret_and_signs_with_it(
     body, headers = stack_webhook_signer(payload("user.deleted.json"), msg_id="msg_fixture")
     assert TestClient(app).post(PATH, content=body, headers=headers).status_code == 204
     assert recorder.ids == ["msg_fixture"]
+
+
+# --- the memory of message ids ------------------------------------------------------------------
+
+
+class Ticks:
+    """A monotonic timer that a test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_done_id_is_remembered_for_the_ttl_then_forgotten() -> None:
+    ticks = Ticks()
+    memory = RecentDeliveries(ttl=600, maxsize=10, processing_ttl=120, timer=ticks)
+    assert await memory.claim("a", None) is Seen.NEW
+    assert await memory.claim("a", None) is Seen.BUSY
+    await memory.done("a", None)
+    ticks.now = 599
+    assert await memory.claim("a", None) is Seen.DONE
+    ticks.now = 601
+    assert await memory.claim("a", None) is Seen.NEW
+
+
+async def test_a_processing_claim_lapses_so_a_crashed_delivery_is_not_blocked() -> None:
+    ticks = Ticks()
+    memory = RecentDeliveries(ttl=600, maxsize=10, processing_ttl=120, timer=ticks)
+    assert await memory.claim("a", None) is Seen.NEW
+    ticks.now = 119
+    assert await memory.claim("a", None) is Seen.BUSY
+    ticks.now = 121
+    assert await memory.claim("a", None) is Seen.NEW
+
+
+async def test_a_released_id_can_be_claimed_again() -> None:
+    memory = RecentDeliveries(ttl=600, maxsize=10)
+    assert await memory.claim("a", None) is Seen.NEW
+    await memory.release("a", None)
+    assert await memory.claim("a", None) is Seen.NEW
+
+
+async def test_the_memory_is_bounded() -> None:
+    memory = RecentDeliveries(ttl=600, maxsize=2)
+    for key in ("a", "b", "c"):
+        assert await memory.claim(key, None) is Seen.NEW
+        await memory.done(key, None)
+    assert await memory.claim("c", None) is Seen.DONE
+    assert await memory.claim("a", None) is Seen.NEW  # the oldest was let go
+
+
+def test_the_dedupe_size_setting_bounds_the_receivers_memory() -> None:
+    app, _, recorder = receiver(webhook_dedupe_max_entries=1)
+    client = TestClient(app)
+    first = signed(payload("team.deleted.json"), msg_id="msg_1")
+    assert post(client, *first).status_code == 204
+    assert post(client, *signed(payload("team.deleted.json"), msg_id="msg_2")).status_code == 204
+    assert post(client, *first).status_code == 204
+    assert recorder.ids == ["msg_1", "msg_2", "msg_1"]

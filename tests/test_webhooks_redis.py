@@ -56,7 +56,7 @@ async def workers(
     settings: dict[str, Any],
     redis_url: str,
     setup: Callable[[StackWebhooks], None],
-    secret: str = SECRET,
+    secret: str | list[str] = SECRET,
 ) -> AsyncIterator[list[Worker]]:
     """``count`` started workers on one Redis; ``setup`` registers each one's handlers."""
     async with AsyncExitStack() as stack_of:
@@ -192,6 +192,27 @@ async def test_two_endpoints_of_one_project_on_one_redis_both_handle_a_message(
     assert first.ids == ["msg_x"]
     assert second.ids == ["msg_x"]
     assert len(redis_entries(redis_url)) == 2
+
+
+async def test_workers_midway_through_a_rotation_agree(
+    stack_settings: dict[str, Any], mock_api: respx.MockRouter, redis_url: str
+) -> None:
+    # One worker still has only the old secret, the other has both (old first); Svix signs
+    # with both while the old one is valid, in either order.
+    from fastapi_stack_auth.webhooks import new_webhook_secret
+
+    new = new_webhook_secret()
+    recorder = Recorder()
+    delivery = signed(payload("team.deleted.json"), [new, SECRET], msg_id="msg_rotating")
+    async with (
+        workers(1, stack_settings, redis_url, lambda h: h.on(WebhookEvent)(recorder)) as (a,),
+        workers(
+            1, stack_settings, redis_url, lambda h: h.on(WebhookEvent)(recorder), [SECRET, new]
+        ) as (b,),
+    ):
+        assert (await b.post(delivery)).status_code == 204
+        assert (await a.post(delivery)).status_code == 204
+    assert recorder.ids == ["msg_rotating"]
 
 
 async def test_with_redis_down_this_process_still_deduplicates(
