@@ -202,15 +202,20 @@ class WebhookSender:
 
         return deliver
 
+    def sign(self, message_id: str, timestamp: int, body: str) -> str:
+        """The ``svix-signature`` of one attempt: ``v1,`` and the base64 HMAC-SHA256 of
+        ``{message_id}.{timestamp}.{body}`` under the secret (by ``standardwebhooks``)."""
+        signed_at = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+        return self._signer.sign(message_id, signed_at, body)
+
     async def _attempt(self, client: httpx.AsyncClient, delivery: _Delivery) -> bool:
         """One signed POST; True when answered 2xx within the timeout."""
         timestamp = int(time.time())
-        signed_at = datetime.fromtimestamp(timestamp, tz=timezone.utc)
         headers = {
             "content-type": "application/json",
             "svix-id": delivery.message_id,
             "svix-timestamp": str(timestamp),
-            "svix-signature": self._signer.sign(delivery.message_id, signed_at, delivery.body),
+            "svix-signature": self.sign(delivery.message_id, timestamp, delivery.body),
             "user-agent": USER_AGENT,
         }
         status_code: int | None = None
