@@ -26,6 +26,8 @@ Fixtures:
   apps that build ``StackAuth()`` from the environment during the test).
 - ``stack_team``: a team whose creator (a member with ``team_admin``) is ``stack_user``.
 - ``stack_api_key``: a user API key of ``stack_user`` (the key itself, a ``str``).
+- ``stack_webhook_signer``: sets ``STACK_WEBHOOK_SECRET`` to a test secret and signs webhook
+  payloads with it (``body, headers = stack_webhook_signer({"type": ..., "data": ...})``).
 
 Authorization in one line each: ``stack_emulator.create_team(owner=user)``,
 ``.grant_team_permission(user, team, "docs:delete")``, ``.grant_project_permission(user,
