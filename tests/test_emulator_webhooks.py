@@ -82,7 +82,7 @@ class Receiver:
     the next of ``statuses`` (204 once they are used up). With ``hold``, the first request is
     answered only once ``hold`` is set."""
 
-    def __init__(self, statuses: tuple[int, ...] = (), hold: threading.Event | None = None):
+    def __init__(self, statuses: tuple[int, ...] = (), hold: threading.Event | None = None) -> None:
         self.statuses = list(statuses)
         self.hold = hold
         self.received: list[Received] = []
@@ -565,19 +565,22 @@ def test_reset_cancels_forgets_added_endpoints_and_keeps_the_first_ones() -> Non
             }
         )
         emulator = Emulator(seeded, webhook_endpoints=[receiver.url], webhook_retry_schedule=[60])
-        (first,) = emulator.webhook_endpoints()
-        assert emulator.webhook_deliveries() == []  # loading the seed sends nothing
-        added = emulator.add_webhook_endpoint(closed_port_url())
-        emulator.create_user()
-        receiver.wait_for(1)
-        assert {d.endpoint_id for d in emulator.webhook_deliveries()} == {first.id, added.id}
-        emulator.reset()
-        assert emulator.webhook_endpoints() == [first]
-        assert emulator.webhook_deliveries() == []  # nothing pending, nothing sent by the seed
-        emulator.create_user()
-        (delivery,) = emulator.wait_for_webhook_deliveries(1)
-        assert delivery.endpoint_id == first.id
-        emulator.close()
+        try:
+            (first,) = emulator.webhook_endpoints()
+            assert emulator.webhook_deliveries() == []  # loading the seed sends nothing
+            added = emulator.add_webhook_endpoint(closed_port_url())
+            emulator.create_user()
+            receiver.wait_for(1)
+            sent_to = {d.endpoint_id for d in emulator.webhook_deliveries()}
+            assert sent_to == {first.id, added.id}
+            emulator.reset()
+            assert emulator.webhook_endpoints() == [first]
+            assert emulator.webhook_deliveries() == []  # nothing pending, none from the seed
+            emulator.create_user()
+            (delivery,) = emulator.wait_for_webhook_deliveries(1)
+            assert delivery.endpoint_id == first.id
+        finally:
+            emulator.close()
 
 
 # --- endpoints: the server API, the Python API, the command line --------------------------------
