@@ -50,14 +50,16 @@ def browser_settings(host: str, port: int) -> dict[str, str]:
     names = [host]
     if host in ("127.0.0.1", "localhost"):  # the same page, whichever name the browser used
         names = ["127.0.0.1", "localhost"]
-    origins = [
-        f"http://[{name}]:{port}" if ":" in name else f"http://{name}:{port}" for name in names
-    ]
+    origins = [f"http://{_netloc(name, port)}" for name in names]
     return {
         "STACK_COOKIES": "true",
         "STACK_SILENT_REFRESH": "true",
         "STACK_TRUSTED_ORIGINS": ",".join(origins),
     }
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _apply_defaults(settings: Mapping[str, str], env_file: Path = Path(".env")) -> None:
@@ -114,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             str(args.port),
             "--app-route",
             "/me",
+            # The emulator signs its webhooks with the secret it gives the app it starts.
+            "--webhook",
+            f"http://{_netloc(args.host, args.port)}/webhooks/stack",
         ]
     )
 

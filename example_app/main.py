@@ -1,7 +1,7 @@
 """Example app: public, optional-auth and protected routes, a router guarded by a project
 permission, a team-scoped route guarded by a team permission, a route for API keys, and a
-WebSocket; at ``/`` a demo page that signs in with Stack from the browser and calls them, and
-``/docs`` served without a CDN.
+WebSocket; at ``/`` a demo page that signs in with Stack from the browser and calls them,
+``/docs`` served without a CDN, and Stack's webhooks received at ``/webhooks/stack``.
 
 ``make run`` starts it against the local Stack Auth emulator (no account needed), or against
 your project when ``STACK_PROJECT_ID`` and ``STACK_SECRET_SERVER_KEY`` are set (environment or
@@ -11,6 +11,8 @@ your project when ``STACK_PROJECT_ID`` and ``STACK_SECRET_SERVER_KEY`` are set (
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, WebSocket
@@ -29,6 +31,7 @@ from fastapi_stack_auth import (
     require_team_permission,
     token_claims,
 )
+from fastapi_stack_auth.webhooks import StackWebhooks, WebhookEvent
 
 stack = StackAuth()
 # /docs and /redoc come from serve_docs_offline: the same pages, their assets served locally.
@@ -36,6 +39,21 @@ app = FastAPI(title="fastapi-stack-auth example", docs_url=None, redoc_url=None)
 stack.init_app(app)
 serve_docs_offline(app)
 app.include_router(demo_router(stack))  # the demo page at /
+
+# Stack's webhooks (STACK_WEBHOOK_SECRET; `make run` wires the emulator to send them here). The
+# library drops what each event makes stale from its own caches before the handlers run.
+hooks = StackWebhooks()
+app.include_router(hooks.router, prefix="/webhooks/stack")
+logger = logging.getLogger("example_app")
+#: The last events received (type and message id only), newest last: stands in for your database.
+recent_events: deque[tuple[str, str]] = deque(maxlen=50)
+
+
+@hooks.on(WebhookEvent)
+async def remember(event: WebhookEvent) -> None:
+    """Every event Stack sends, known types and new ones alike."""
+    recent_events.append((event.type, event.id))
+    logger.info("Stack webhook %s (%s)", event.type, event.id)
 
 
 @app.get("/public")
