@@ -15,27 +15,35 @@ from .._exceptions import StackAuthConfigError
 from .._settings import ENV_PREFIX, env_name
 
 SECRET_PREFIX = "whsec_"
+#: Bytes of a signing key as Svix makes them (its own check allows 32 to 100 base64 characters).
+KEY_BYTES = (24, 75)
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _SEPARATORS = re.compile(r"[\s,]+")
 
 
 def secret_key(secret: str) -> bytes:
-    """The HMAC key of a ``whsec_<base64>`` secret (padding optional), or ``ValueError``.
+    """The HMAC key of a ``whsec_<base64>`` secret (padding optional), or ``ValueError`` saying
+    what is wrong (never quoting the secret).
 
     Stricter than the Standard Webhooks library, which skips characters that are not base64
-    and would turn a mistyped secret into another key without a word.
+    and would turn a mistyped secret into another key without a word; and a key of a length
+    Svix never makes is refused too (a secret cut off or run together when copied), so a wrong
+    secret is a configuration error rather than every delivery failing its signature.
     """
     if not secret.startswith(SECRET_PREFIX):
-        raise ValueError("must start with whsec_")
+        raise ValueError("does not start with whsec_")
     encoded = secret[len(SECRET_PREFIX) :]
     if _BASE64.fullmatch(encoded) is None:
-        raise ValueError("must be whsec_ followed by base64")
+        raise ValueError("is not standard base64 after whsec_ (A-Z a-z 0-9 + / and = only)")
     try:
         key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("must be whsec_ followed by base64") from None
-    if not key:
-        raise ValueError("is empty after whsec_")
+        msg = "has a base64 part of an impossible length (cut off when copied?)"
+        raise ValueError(msg) from None
+    low, high = KEY_BYTES
+    if not low <= len(key) <= high:
+        why = "cut off when copied?" if len(key) < low else "two run together?"
+        raise ValueError(f"holds a {len(key)}-byte key, Svix's are {low} to {high} ({why})")
     return key
 
 
@@ -98,7 +106,7 @@ class WebhookSettings(BaseSettings):
         # repeat the value.
         if value is None or not value.get_secret_value().strip(", \t\r\n"):
             return None
-        for part in _split(value.get_secret_value()):
+        for part in split_secrets(value.get_secret_value()):
             try:
                 secret_key(part)
             except ValueError as exc:
@@ -110,10 +118,12 @@ class WebhookSettings(BaseSettings):
         """Each configured secret (empty when none is)."""
         if self.webhook_secret is None:
             return ()
-        return tuple(SecretStr(part) for part in _split(self.webhook_secret.get_secret_value()))
+        parts = split_secrets(self.webhook_secret.get_secret_value())
+        return tuple(SecretStr(part) for part in parts)
 
 
-def _split(value: str) -> list[str]:
+def split_secrets(value: str) -> list[str]:
+    """The secrets in a ``STACK_WEBHOOK_SECRET`` value (separated by commas or spaces)."""
     return [part for part in _SEPARATORS.split(value) if part]
 
 
