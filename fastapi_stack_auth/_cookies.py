@@ -54,7 +54,21 @@ ACCESS_COOKIE_MAX_AGE = 86400
 _JS_COOKIE_SAFE = "!'()*#$&+/:<=>?@[]^`{|}"
 _OURS = tuple(f"{p}{f}-" for p in ("", "__Host-") for f in FAMILIES)
 _HTTPS_HINTS = ("hexclave-is-https", "stack-is-https")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_LOW_HEX = frozenset("01234567")
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+#: ``["<refresh>","<jwt>"]`` as js-cookie or ``encodeURIComponent`` writes it, or unencoded.
+#: ``{"refresh_token":"<token>","updated_at_millis":<ms>}`` as the SDK writes it, encoded
+#: either way. (No re.IGNORECASE in these two: it makes every character class much slower.)
+_USUAL_REFRESH_COOKIE = re.compile(
+    r'(?:\{|%7[Bb])(?:"|%22)refresh_token(?:"|%22)(?::|%3[Aa])(?:"|%22)(?P<token>[A-Za-z0-9_.~-]+)'
+    r'(?:"|%22)(?:,|%2[Cc])(?:"|%22)updated_at_millis(?:"|%22)(?::|%3[Aa])(?P<at>[0-9]{1,16})'
+    r"(?:\}|%7[Dd])"
+)
+_USUAL_ACCESS_COOKIE = re.compile(
+    r'(?:\[|%5[Bb])(?:"|%22)(?P<refresh>[A-Za-z0-9_.~-]+)(?:"|%22)(?:,|%2[Cc])'
+    r'(?:"|%22)(?P<access>[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)(?:"|%22)(?:\]|%5[Dd])'
+)
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,7 @@ def cookie_credential(
     for name in ACCESS_COOKIES:
         access = _access_token(cookies.get(name), refresh)
         if access is not None:
-            https = any(_decoded(cookies.get(hint, ""), 16) == "true" for hint in _HTTPS_HINTS)
+            https = any(cookies.get(hint) == "true" for hint in _HTTPS_HINTS)
             return CookieCredential(access, refresh, name, https)
     return None
 
@@ -132,25 +146,43 @@ def _newest_structured(cookies: dict[str, str], family: str, project_id: str) ->
         seen += 1
         if seen > MAX_REFRESH_CANDIDATES:
             break
-        parsed = _json(value, MAX_REFRESH_COOKIE_BYTES)
-        if not isinstance(parsed, dict):
-            continue
-        token = usable_refresh_token(parsed.get("refresh_token"))
-        if token is None:
-            continue
-        at = parsed.get("updated_at_millis")
-        # A number (not a bool, not NaN), else the oldest; ints compare exactly, however long.
-        updated_at = -math.inf
-        if isinstance(at, (int, float)) and not isinstance(at, bool) and at == at:
-            updated_at = at
-        if best is None or updated_at > best_at:
-            best, best_at = token, updated_at
+        found = _refresh_cookie(value)
+        if found is not None and (best is None or found[1] > best_at):
+            best, best_at = found
     return best
 
 
-def _access_token(value: str | None, refresh: str) -> str | None:
-    if not value:
+def _refresh_cookie(value: str) -> tuple[str, float] | None:
+    """The refresh token and ``updated_at_millis`` of a structured refresh cookie (a cookie
+    without a usable timestamp is the oldest); ``None`` when it holds no usable token."""
+    if len(value) > MAX_REFRESH_COOKIE_BYTES:
         return None
+    usual = _USUAL_REFRESH_COOKIE.fullmatch(value)  # the SDK's own output, in one pass
+    if usual is not None:
+        token = usable_refresh_token(usual["token"])
+        return None if token is None else (token, int(usual["at"]))
+    parsed = _json(value, MAX_REFRESH_COOKIE_BYTES)
+    if not isinstance(parsed, dict):
+        return None
+    token = usable_refresh_token(parsed.get("refresh_token"))
+    if token is None:
+        return None
+    at = parsed.get("updated_at_millis")
+    # A number (not a bool, not NaN), else the oldest; ints compare exactly, however long.
+    if isinstance(at, (int, float)) and not isinstance(at, bool) and at == at:
+        return token, at
+    return token, -math.inf
+
+
+def _access_token(value: str | None, refresh: str) -> str | None:
+    if not value or len(value) > MAX_ACCESS_COOKIE_BYTES:
+        return None
+    # The usual value, however it was percent-encoded, read in one pass: tokens never contain
+    # a character that JSON or percent-encoding would change. Anything else: decode and parse.
+    usual = _USUAL_ACCESS_COOKIE.fullmatch(value)
+    if usual is not None:
+        token = usual["access"]
+        return token if usual["refresh"] == refresh and len(token) <= MAX_TOKEN_BYTES else None
     parsed = _json(value, MAX_ACCESS_COOKIE_BYTES)
     if (
         not isinstance(parsed, list)
@@ -171,6 +203,16 @@ def _decoded(value: str | None, limit: int) -> str | None:
         return None
     if len(value) >= 2 and value[0] == value[-1] == '"':  # RFC 6265 allows a quoted value
         value = value[1:-1]
+    if "%" not in value:
+        return value
+    # Stack's values are ASCII JSON with a few kinds of escape below %80: each kind is replaced
+    # in one C-speed pass (``unquote`` costs ~10 us on an access cookie). "%25" would let one
+    # replacement feed the next, and anything else is rare: those go the long way.
+    codes = {part[:2] for part in value.split("%")[1:]}
+    if all(len(c) == 2 and c[0] in _LOW_HEX and c[1] in _HEX and c != "25" for c in codes):
+        for code in codes:
+            value = value.replace(f"%{code}", chr(int(code, 16)))
+        return value
     try:
         return unquote(value, errors="strict")
     except UnicodeDecodeError:
