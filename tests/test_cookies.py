@@ -469,3 +469,32 @@ async def test_no_cookie_or_token_in_logs(
     assert caplog.records  # the outage is logged
     for secret in (access, RT, js_cookie([RT, access]), "stack-access=", REFRESH):
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        js_cookie,
+        next_js,
+        lambda value: json.dumps(value, separators=(",", ":")),  # not encoded at all
+        lambda value: quote(json.dumps(value)),  # spaces after ':' and ','
+        # Keys the other way round.
+        lambda value: js_cookie(
+            dict(reversed(value.items())) if isinstance(value, dict) else value
+        ),
+        lambda value: js_cookie(value).replace("%2C", "%2c"),  # lower-case hex
+        lambda value: f'"{js_cookie(value)}"',  # an RFC 6265 quoted value
+    ],
+)
+def test_every_encoding_reads_alike(encode: Any) -> None:
+    # The usual shapes take a one-pass fast path, the others the full decode: same answers.
+    access = mint_token()
+    older = (
+        f"stack-refresh-{PROJECT_ID}--custom-{B32}",
+        encode({"refresh_token": RT2, "updated_at_millis": 5}),
+    )
+    newer = (REFRESH, encode({"refresh_token": RT, "updated_at_millis": 6}))
+    pair = ("stack-access", encode([RT, access]))
+    assert read(older, newer, pair) == (access, RT, "stack-access")
+    assert read(newer, older, pair) == (access, RT, "stack-access")
+    assert read(older, newer, ("stack-access", encode([RT2, access]))) is None
