@@ -29,6 +29,7 @@ from fastapi_stack_auth._refresh import (
     REFRESH_MARGIN,
     REFRESHED_HEADER,
     RELAY_KEY,
+    Refreshed,
     Refresher,
     RefreshRelay,
     use_refresher,
@@ -634,3 +635,11 @@ async def test_no_token_in_any_log_line(
     assert caplog.records
     for secret in (new, old, RT, RT[::-1], RT.upper(), PUBLISHABLE_KEY, SECRET_KEY):
         assert secret not in caplog.text
+
+
+def test_what_waits_for_the_response_shows_no_token() -> None:
+    refreshed = Refreshed("aa.bb.cc", RT, "stack-access", True)
+    assert "aa.bb.cc" not in repr(refreshed)
+    assert RT not in repr(refreshed)
+    names = [name for name, _ in refreshed.headers()]
+    assert names == [REFRESHED_HEADER.encode(), b"cache-control", b"set-cookie"]
