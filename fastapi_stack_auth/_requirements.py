@@ -79,10 +79,12 @@ class TeamFrom:
             return f"the '{self.name}' header"
         return "the user's selected team"
 
-    def read(self, conn: HTTPConnection, user: StackUser | None) -> str:
-        """The team id of this request, lower-cased; ``AuthError`` 400 if it is missing or
-        not a UUID. ``user`` is needed (and only read) for ``selected_team``."""
-        if self.kind == "path":
+    def read(self, conn: HTTPConnection) -> str | None:
+        """The team id the request itself names (path or header), lower-cased; ``None`` for
+        ``selected_team``, which needs the user (``of_user``). ``AuthError`` 400 if it is
+        missing or not a UUID."""
+        kind = self.kind
+        if kind == "path":
             raw = conn.path_params.get(self.name)
             if raw is None:
                 # The route itself lacks the parameter: every request would fail, the app's
@@ -92,7 +94,7 @@ class TeamFrom:
                     f"The route {route!r} has no path parameter {self.name!r} to read "
                     "the team from: rename it, or pass team_from=TeamFrom.path('<name>')"
                 )
-        elif self.kind == "header":
+        elif kind == "header":
             values = conn.headers.getlist(self.name)
             if len(values) > 1:  # two teams named: which one was meant is not ours to guess
                 raise invalid_team_id(self.where)
@@ -100,9 +102,18 @@ class TeamFrom:
             if not raw:
                 raise team_id_required(f"send its id in the '{self.name}' header")
         else:
-            raw = user.selected_team_id if user is not None else None
-            if not raw:
-                raise team_id_required("the user has no selected team")
+            return None
+        return self._checked(raw)
+
+    def of_user(self, user: StackUser) -> str:
+        """The user's selected team id, lower-cased (``selected_team``); ``AuthError`` 400 if
+        there is none."""
+        raw = user.selected_team_id
+        if not raw:
+            raise team_id_required("the user has no selected team")
+        return self._checked(raw)
+
+    def _checked(self, raw: object) -> str:
         if not isinstance(raw, str) or not _UUID.fullmatch(raw):
             raise invalid_team_id(self.where)
         return raw.lower()
