@@ -10,10 +10,7 @@ one through Stack's refresh grant, and the new one is handed back to the fronten
   first checks the expired token's signature against the project's JWKS (a forged token never
   triggers a grant), then gets the new token, verifies it like any other, checks that it
   belongs to the same user and session, and records it for the response.
-- ``RefreshRelay``, an ASGI middleware, puts the recorded token on the HTTP response as
-  ``x-stack-refreshed-access-token`` (and, when the credential came from Stack's cookies, as the
-  updated access cookie), marks that response ``Cache-Control: no-store``, and does nothing
-  else: an app where no ``StackAuth`` has ``silent_refresh`` on pays one function call.
+- ``_refresh_relay`` carries the new token back on the response.
 """
 
 from __future__ import annotations
@@ -22,19 +19,17 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import jwt
 from cachetools import TTLCache
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._answers import AuthError, invalid_token, refresh_token_invalid
 from ._cache import TokenCache, token_key
 from ._client import StackClient
-from ._cookies import CookieCredential, access_cookie_header
+from ._cookies import CookieCredential
 from ._csrf import is_secure
 from ._exceptions import (
     InvalidAccessTokenError,
@@ -44,6 +39,7 @@ from ._exceptions import (
 )
 from ._jwks import JwksCache
 from ._pipeline import REJECTION_TTL
+from ._refresh_relay import RELAY_KEY, SCOPE_KEY, Refreshed, warn_no_relay
 from ._settings import StackAuthSettings
 from ._tokens import MAX_TOKEN_BYTES, read_claims, read_header
 from .models import Identity, TokenClaims
@@ -53,17 +49,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("fastapi_stack_auth")
 
-#: The response header that carries a refreshed access token to the frontend.
-REFRESHED_HEADER = "x-stack-refreshed-access-token"
 #: A refreshed token is handed out from the cache until this many seconds before its ``exp``
 #: (the JS SDK refreshes a token with 20 s or less left).
 REFRESH_MARGIN = 20.0
 #: The OAuth client secret of a project without a publishable key (the SDK's sentinel).
 PUBLIC_CLIENT_SECRET = "__stack_public_client__"
-#: The ``scope`` key where a dependency leaves what ``RefreshRelay`` sends back.
-SCOPE_KEY = "fastapi_stack_auth.refreshed"
-#: Set in ``scope`` by the ``RefreshRelay`` that handles the request.
-RELAY_KEY = "fastapi_stack_auth.relay"
 
 
 def is_expired(exc: StackAuthError) -> bool:
@@ -185,32 +175,7 @@ async def verify_expired(jwks: JwksCache, project_id: str, raw: str) -> TokenCla
     return claims
 
 
-@dataclass(frozen=True)
-class Refreshed:
-    """A refreshed access token on its way back to the frontend (no token in its ``repr``)."""
-
-    access_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    #: The access cookie to update (credential read from cookies), else ``None``.
-    cookie: str | None
-    secure: bool
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        """The response headers that hand the token back."""
-        headers = [
-            (REFRESHED_HEADER.encode(), self.access_token.encode("ascii")),
-            (b"cache-control", b"no-store"),
-        ]
-        if self.cookie is not None:
-            cookie = access_cookie_header(
-                self.cookie, self.refresh_token, self.access_token, secure=self.secure
-            )
-            headers.append((b"set-cookie", cookie))
-        return headers
-
-
 _refreshers: weakref.WeakKeyDictionary[StackAuth, Refresher] = weakref.WeakKeyDictionary()
-_warned_no_relay = False
 
 
 def refresher_for(stack: StackAuth) -> Refresher:
@@ -255,67 +220,6 @@ async def refresh_silently(
     )
     conn.state.stack_refreshed_access_token = new_raw
     if conn.scope["type"] == "http" and RELAY_KEY not in conn.scope:
-        _warn_no_relay()
+        warn_no_relay()
     logger.debug("Refreshed an expired access token through Stack's refresh grant")
     return new_raw, identity
-
-
-def _warn_no_relay() -> None:
-    global _warned_no_relay
-    if not _warned_no_relay:
-        _warned_no_relay = True
-        logger.warning(
-            "Silent refresh renewed an access token, but this app has no RefreshRelay "
-            "middleware to send it back (call stack.init_app(app) on the app that serves the "
-            "route): the frontend keeps sending the expired token"
-        )
-
-
-class RefreshRelay:
-    """ASGI middleware: sends a token refreshed during the request back on its response.
-
-    HTTP only (a WebSocket handshake has no response to carry it). The first request decides
-    whether it is needed at all: when none of the app's ``StackAuth`` instances has
-    ``silent_refresh`` on, every request passes straight through.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self._needed: bool | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or RELAY_KEY in scope:
-            await self.app(scope, receive, send)
-            return
-        needed = self._needed
-        if needed is None:
-            needed = self._needed = _silent_refresh_on(scope)
-        if not needed:
-            await self.app(scope, receive, send)
-            return
-        scope[RELAY_KEY] = True
-
-        async def relay(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                refreshed = scope.get(SCOPE_KEY)
-                if isinstance(refreshed, Refreshed):
-                    headers = _without_cache_control(message.get("headers", ()))
-                    message = {**message, "headers": [*headers, *refreshed.headers()]}
-            await send(message)
-
-        await self.app(scope, receive, relay)
-
-
-def _silent_refresh_on(scope: Scope) -> bool:
-    state = getattr(scope.get("app"), "state", None)
-    stacks: Any = getattr(state, "stack_auth_instances", None)
-    if not stacks:
-        return True  # not attached the usual way: relay, to be safe
-    try:
-        return any(stack.settings.silent_refresh for stack in stacks)
-    except Exception:  # settings that cannot be read fail the request elsewhere
-        return True
-
-
-def _without_cache_control(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    return [(name, value) for name, value in headers if name.lower() != b"cache-control"]

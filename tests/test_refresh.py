@@ -27,13 +27,10 @@ from fastapi_stack_auth._pipeline import REJECTION_TTL
 from fastapi_stack_auth._refresh import (
     PUBLIC_CLIENT_SECRET,
     REFRESH_MARGIN,
-    REFRESHED_HEADER,
-    RELAY_KEY,
-    Refreshed,
     Refresher,
-    RefreshRelay,
     use_refresher,
 )
+from fastapi_stack_auth._refresh_relay import REFRESHED_HEADER, RELAY_KEY, Refreshed, RefreshRelay
 from tests.conftest import PROJECT_ID, PUBLISHABLE_KEY, SECRET_KEY, stack_error, user_body
 from tests.jwt_helpers import KeyRing, SigningKey, claims_for, sign_jwt
 
@@ -563,9 +560,9 @@ async def test_without_the_relay_the_request_proceeds_and_a_warning_says_why(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from fastapi_stack_auth import _refresh
+    from fastapi_stack_auth import _refresh_relay
 
-    monkeypatch.setattr(_refresh, "_warned_no_relay", False)
+    monkeypatch.setattr(_refresh_relay, "_warned_no_relay", False)
     grant.mock(return_value=grant_answer(fresh(ring)))
     app = build_app(stack, relay=False)
     if any(m.cls is RefreshRelay for m in app.user_middleware):

@@ -16,7 +16,8 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_stack_auth import StackAuth, StackUser, current_user
-from fastapi_stack_auth._refresh import REFRESHED_HEADER, refresher_for
+from fastapi_stack_auth._refresh import refresher_for
+from fastapi_stack_auth._refresh_relay import REFRESHED_HEADER
 from fastapi_stack_auth.emulator import Tokens
 from fastapi_stack_auth.testing import EmulatedStack, StackTestUser
 from tests.test_refresh import with_relay
