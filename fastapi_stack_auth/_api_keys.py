@@ -35,6 +35,7 @@ from ._answers import (
 )
 from ._cache import TokenCache, token_key
 from ._client import StackClient
+from ._denied import DeniedUsers
 from ._exceptions import (
     ApiKeyError,
     ApiKeyExpiredError,
@@ -46,7 +47,8 @@ from ._exceptions import (
 )
 from ._pipeline import REJECTION_TTL
 from ._settings import StackAuthSettings
-from ._shared_cache import KEY_PREFIX, GuardedTier, SharedCache
+from ._shared_cache import GuardedTier, SharedCache, namespace, subject_index
+from ._subjects import API_KEY, principal_tags
 from .models import ApiKey, Principal, StackUser
 
 logger = logging.getLogger("fastapi_stack_auth")
@@ -106,11 +108,18 @@ class ApiKeys:
     """
 
     def __init__(
-        self, client: StackClient, settings: StackAuthSettings, tier: GuardedTier | None
+        self,
+        client: StackClient,
+        settings: StackAuthSettings,
+        tier: GuardedTier | None,
+        *,
+        denied: DeniedUsers | None = None,
     ) -> None:
         self._client = client
         self._settings = settings
         self._tier = tier
+        #: Users deleted recently: their keys are refused (see ``_denied``).
+        self.denied = DeniedUsers() if denied is None else denied
         #: Refuse a key whose CRC-32 does not match before asking Stack (see ``parse_api_key``).
         self.check_crc = True
         #: Checked keys, by digest: until ``cache_ttl`` passes or the key expires.
@@ -143,13 +152,23 @@ class ApiKeys:
         if rejected is not None:
             raise rejected.with_traceback(None)
         try:
-            return await self.cache.get_or_load(
-                digest, lambda: self._check(raw_key, key_kind, key_id)
+            principal = await self.cache.get_or_load(
+                digest,
+                lambda: self._check(raw_key, key_kind, key_id),
+                tags=principal_tags,
+                vet=self._vet,
             )
+            self._vet(principal)  # again: the user may have been deleted while it loaded
+            return principal
         except AuthError as exc:
             if exc.status_code == 401:
                 self.rejected[digest] = exc
             raise
+
+    def _vet(self, principal: Principal) -> None:
+        user = principal.user
+        if user is not None and user.id in self.denied:
+            raise invalid_api_key("The API key's user no longer exists")
 
     async def _check(self, raw_key: str, kind: Kind, key_id: str) -> tuple[Principal, float]:
         path = f"/{kind}-api-keys/check"
@@ -256,5 +275,6 @@ def _shared(settings: StackAuthSettings, tier: GuardedTier | None) -> SharedCach
     key = settings.secret_server_key
     if tier is None or key is None:
         return None
-    prefix = f"{KEY_PREFIX}:{settings.project_id}:api-key:"
-    return SharedCache(tier, prefix, key.get_secret_value(), (dump_principal, load_principal))
+    prefix, codec = f"{namespace(settings.project_id)}{API_KEY}:", (dump_principal, load_principal)
+    index = subject_index(settings)
+    return SharedCache(tier, prefix, key.get_secret_value(), codec, index=index)

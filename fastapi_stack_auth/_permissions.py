@@ -27,7 +27,15 @@ from ._requirements import Requirement, missing
 from ._requirements import all_of as all_of  # re-exported: the package imports them here
 from ._requirements import any_of as any_of
 from ._settings import StackAuthSettings
-from ._shared_cache import KEY_PREFIX, GuardedTier, SharedCache
+from ._shared_cache import GuardedTier, SharedCache, namespace, subject_index
+from ._subjects import (
+    PROJECT_PERMISSION,
+    TEAM_PERMISSION,
+    TEAMS,
+    team_permission_tags,
+    teams_tags,
+    user_subject,
+)
 from .models import Team
 
 
@@ -113,16 +121,16 @@ class Permissions:
         self.teams: TokenCache[Mapping[str, Team]] = TokenCache(maxsize=size, ttl=ttl, clock=clock)
         key = settings.secret_server_key
         if tier is not None and key is not None and ttl > 0:
-            prefix, secret = f"{KEY_PREFIX}:{settings.project_id}:", key.get_secret_value()
-            flags = (dump_flag, load_flag)
+            prefix, secret = namespace(settings.project_id), key.get_secret_value()
+            flags, index = (dump_flag, load_flag), subject_index(settings)
             self.team_permissions.shared = SharedCache(
-                tier, prefix + "team-permission:", secret, flags, clock
+                tier, f"{prefix}{TEAM_PERMISSION}:", secret, flags, clock, index=index
             )
             self.project_permissions.shared = SharedCache(
-                tier, prefix + "project-permission:", secret, flags, clock
+                tier, f"{prefix}{PROJECT_PERMISSION}:", secret, flags, clock, index=index
             )
             self.teams.shared = SharedCache(
-                tier, prefix + "teams:", secret, (dump_teams, load_teams), clock
+                tier, f"{prefix}{TEAMS}:", secret, (dump_teams, load_teams), clock, index=index
             )
 
     async def is_team_member(self, user_id: str, team_id: str) -> bool:
@@ -139,7 +147,9 @@ class Permissions:
         found = self.teams.get(key)
         if found is not None:
             return found
-        return await self.teams.get_or_load(key, partial(self._load_teams, user_id))
+        return await self.teams.get_or_load(
+            key, partial(self._load_teams, user_id), tags=partial(teams_tags, user_id)
+        )
 
     async def has_team_permission(self, user_id: str, team_id: str, permission_id: str) -> bool:
         """Whether ``user_id`` has ``permission_id`` in ``team_id``, directly or contained.
@@ -166,12 +176,14 @@ class Permissions:
         """The miss path of ``has_team_permission`` (``key`` from ``team_key``): the shared
         tier, else one call to Stack shared by concurrent askers."""
         load = partial(self._load_team_permission, user_id, team_id, permission_id)
-        return await self.team_permissions.get_or_load(key, load)
+        tags = team_permission_tags(user_id, team_id)
+        return await self.team_permissions.get_or_load(key, load, tags=lambda _: tags)
 
     async def load_project_permission(self, key: bytes, user_id: str, permission_id: str) -> bool:
         """The miss path of ``has_project_permission`` (``key`` from ``project_key``)."""
         load = partial(self._load_project_permission, user_id, permission_id)
-        return await self.project_permissions.get_or_load(key, load)
+        tags = (user_subject(user_id),)
+        return await self.project_permissions.get_or_load(key, load, tags=lambda _: tags)
 
     async def missing_team(
         self, user_id: str, team_id: str, required: str | Requirement

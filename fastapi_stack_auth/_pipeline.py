@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 from cachetools import TTLCache
 
-from ._answers import AuthError, anonymous_not_allowed, restricted_not_allowed
+from ._answers import AuthError, anonymous_not_allowed, restricted_not_allowed, user_not_found
 from ._cache import TokenCache, token_key
+from ._denied import DeniedUsers
 from ._exceptions import (
     InvalidAccessTokenError,
     ProjectCredentialsError,
@@ -25,6 +26,7 @@ from ._exceptions import (
     UserGoneError,
 )
 from ._stale import StaleIdentities
+from ._subjects import identity_tags, user_tags
 from ._verifiers import RemoteVerifier, Verifier
 from .models import Identity, StackUser
 
@@ -40,7 +42,9 @@ class Pipeline:
     ``remote`` fetches full profiles for JWT-mode identities (``None``: no secret server key,
     so none can be fetched). A verdict on a token (401: forged, expired, revoked, user gone) is
     remembered for ``REJECTION_TTL`` seconds; a fault (Stack unavailable, our own settings) is
-    never remembered, so it can never become a rejection.
+    never remembered, so it can never become a rejection. A user in ``denied`` (deleted, as
+    Stack told ``stack.invalidation``) is refused on the miss path, as Stack itself would:
+    401 ``USER_NOT_FOUND``.
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class Pipeline:
         profiles: TokenCache[StackUser],
         remote: RemoteVerifier | None,
         stale: StaleIdentities | None = None,
+        denied: DeniedUsers | None = None,
         allow_anonymous: bool = False,
         allow_restricted: bool = False,
         clock: Callable[[], float] = time.monotonic,
@@ -59,6 +64,8 @@ class Pipeline:
         self.cache = cache
         self.profiles = profiles
         self.stale = stale
+        #: Users deleted recently (see ``_denied``).
+        self.denied = DeniedUsers() if denied is None else denied
         self._remote = remote
         self.rejected: TTLCache[bytes, StackAuthError] = TTLCache(cache.maxsize, REJECTION_TTL)
         #: Set when the startup check found the project id itself wrong: every request is
@@ -79,7 +86,11 @@ class Pipeline:
         if rejected is not None:
             raise rejected.with_traceback(None)
         try:
-            return await self.cache.get_or_load(key, lambda: self._verify(key, raw))
+            identity = await self.cache.get_or_load(
+                key, lambda: self._verify(key, raw), tags=identity_tags, vet=self._vet
+            )
+            self._vet(identity)  # again: the user may have been deleted while it loaded
+            return identity
         except (AuthError, InvalidAccessTokenError, UserGoneError) as exc:
             if not isinstance(exc, AuthError) or exc.status_code == 401:
                 self.rejected[key] = exc
@@ -88,9 +99,14 @@ class Pipeline:
             last_good = self.stale.recall(key, exc.reason) if self.stale is not None else None
             if last_good is None:
                 raise
+            self._vet(last_good[0])
             # Cached in this process only: a stale answer never reaches the shared tier.
-            self.cache.put(key, *last_good)
+            self.cache.put(key, *last_good, identity_tags(last_good[0]))
             return last_good[0]
+
+    def _vet(self, identity: Identity) -> None:
+        if identity.claims.sub in self.denied:
+            raise user_not_found()
 
     async def _verify(self, key: bytes, raw: str) -> tuple[Identity, float]:
         stale = self.stale
@@ -112,7 +128,7 @@ class Pipeline:
         if not identity.snapshot:
             return identity.user
         return await self.profiles.get_or_load(
-            token_key(raw), lambda: self._load_profile(raw, identity)
+            token_key(raw), lambda: self._load_profile(raw, identity), tags=user_tags
         )
 
     async def _load_profile(self, raw: str, identity: Identity) -> tuple[StackUser, float]:

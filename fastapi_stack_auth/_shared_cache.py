@@ -1,9 +1,11 @@
 """The shared cache tier: what Stack verified, in Redis, under the in-process ``TokenCache``.
 
-Keys are ``fastapi-stack-auth:v1:<project id>:<remote|profile>:<hex SHA-256 of the token>``;
-values an HMAC-SHA256 tag keyed from the secret server key (entries with a wrong tag are
-ignored), then JSON of the value and until when it may be trusted: ``cache_ttl`` after Stack
-verified it, never past ``exp``. No request fails because of Redis; logs name host and port
+Keys are ``fastapi-stack-auth:v1:<project id>:<kind>:<hex SHA-256 of the token>`` (kinds in
+``_subjects``); values an HMAC-SHA256 tag keyed from the secret server key (entries with a
+wrong tag are ignored), then JSON of the value and until when it may be trusted: ``cache_ttl``
+after Stack verified it, never past ``exp``. Next to each entry, in the same round trip, its
+key is listed under each of its subjects (``SubjectIndex``), so that an invalidation finds
+every entry about a user or a team. No request fails because of Redis; logs name host and port
 only. ``redis`` is imported only when ``STACK_CACHE_URL`` is set.
 """
 
@@ -17,12 +19,14 @@ import math
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from ._exceptions import StackAuthConfigError
 from ._settings import StackAuthSettings, redis_location
+from ._subjects import IDENTITY, PROFILE, Tags
 from .models import Identity, StackUser, TokenClaims
 
 if TYPE_CHECKING:
@@ -39,6 +43,48 @@ KEY_PREFIX = "fastapi-stack-auth:v1"
 RETRY_INTERVAL = 5.0
 _TAG_SIZE = hashlib.sha256().digest_size
 _MAC_CONTEXT = b"fastapi-stack-auth shared cache v1\x00"
+
+
+def namespace(project_id: str) -> str:
+    """The start of every key (and channel) of the project ``project_id`` in the tier."""
+    return f"{KEY_PREFIX}:{project_id}:"
+
+
+def mac_key(secret: str) -> bytes:
+    """The HMAC key of everything written to the tier, derived from the secret server key."""
+    return hashlib.sha256(_MAC_CONTEXT + secret.encode()).digest()
+
+
+def seal(key: bytes, where: bytes, body: bytes) -> bytes:
+    """``body`` behind an HMAC-SHA256 tag (keyed ``key``) of where it goes and what it is:
+    a body cannot be moved to another key or channel."""
+    return hmac.new(key, where + b"\x00" + body, hashlib.sha256).digest() + body
+
+
+def unseal(key: bytes, where: bytes, data: bytes) -> bytes | None:
+    """The body ``seal`` put in ``data`` for ``where``; ``None`` if the tag is wrong."""
+    body = data[_TAG_SIZE:]
+    return body if hmac.compare_digest(seal(key, where, body), data) else None
+
+
+@dataclass(frozen=True)
+class SubjectIndex:
+    """Where the tier lists the entries about a subject (a tag of ``_subjects``): a sorted set
+    per tag of the entries' keys, scored by until when each lives. A write drops the members
+    that have expired and gives the set ``ttl`` seconds more, longer than any entry lives."""
+
+    namespace: bytes
+    ttl: int
+
+    def key(self, tag: str) -> bytes:
+        """The sorted set of ``tag`` (a digest: ids are not written in clear in key names)."""
+        return self.namespace + b"subject:" + hashlib.sha256(tag.encode()).hexdigest().encode()
+
+
+def subject_index(settings: StackAuthSettings) -> SubjectIndex:
+    """The subject index of the project in ``settings``."""
+    longest = max(settings.cache_ttl, settings.permission_cache_ttl)
+    return SubjectIndex(namespace(settings.project_id).encode(), math.ceil(longest) + 1)
 
 
 async def _wait_for(timeout: float, call: Awaitable[T]) -> T:  # Python 3.10's way
@@ -145,6 +191,11 @@ class GuardedTier:
         """Remove ``key``, unless Redis is unavailable."""
         await self._call(lambda client: client.delete(key))
 
+    async def run(self, op: Callable[[Redis], Awaitable[T]]) -> T | None:
+        """``op(client)``, bounded and guarded like every call here (a pipeline counts as one
+        call); ``None`` if Redis is unavailable or the call failed."""
+        return await self._call(op)
+
     async def _call(self, op: Callable[[Redis], Awaitable[T]]) -> T | None:
         client = self._client
         if client is None:
@@ -224,7 +275,8 @@ def load_profile(data: bytes) -> tuple[StackUser, float]:
 
 class SharedCache(Generic[V]):
     """One kind of value in the tier, by the token digest the in-process cache uses as its key:
-    keys, signed values, TTLs. Neither ``get`` nor ``put`` raises."""
+    keys, signed values, TTLs, and, with an ``index``, the entries listed under the subjects
+    ``put`` is given. Neither ``get`` nor ``put`` raises."""
 
     def __init__(
         self,
@@ -233,12 +285,15 @@ class SharedCache(Generic[V]):
         secret: str,
         codec: tuple[Callable[[V, float], bytes], Callable[[bytes], tuple[V, float]]],
         clock: Callable[[], float] = time.time,
+        *,
+        index: SubjectIndex | None = None,
     ) -> None:
         self.tier = tier
         self._prefix = prefix.encode()  # KEY_PREFIX:<project id>:<kind>:
-        self._mac_key = hashlib.sha256(_MAC_CONTEXT + secret.encode()).digest()
+        self._mac_key = mac_key(secret)
         self._dump, self._load = codec
         self._clock = clock
+        self._index = index
         self._warned = False
 
     async def get(self, digest: bytes) -> tuple[V, float] | None:
@@ -247,9 +302,9 @@ class SharedCache(Generic[V]):
         data = await self.tier.get(key)
         if data is None:
             return None
-        tag, body = data[:_TAG_SIZE], data[_TAG_SIZE:]
+        body = unseal(self._mac_key, key, data)
         try:
-            if not hmac.compare_digest(tag, self._tag(key, body)):
+            if body is None:
                 raise ValueError("not signed with our key")
             value, until = self._load(body)  # signed, yet unreadable: another version
         except Exception:
@@ -264,9 +319,11 @@ class SharedCache(Generic[V]):
             return None
         return (value, until) if until > self._clock() else None
 
-    async def put(self, digest: bytes, value: V, until: float) -> None:
-        """Share ``value`` until ``until`` (epoch seconds); skipped under a second to live."""
-        lifetime = until - self._clock()
+    async def put(self, digest: bytes, value: V, until: float, tags: Tags = ()) -> None:
+        """Share ``value`` until ``until`` (epoch seconds), listed under ``tags`` in the index;
+        skipped under a second to live."""
+        now = self._clock()
+        lifetime = until - now
         if not 1 <= lifetime < math.inf:  # under a second to live (or NaN): not worth it
             return
         key = self._prefix + digest.hex().encode()
@@ -275,10 +332,23 @@ class SharedCache(Generic[V]):
         except Exception as exc:  # a value that cannot be shared is still served
             logger.debug("Not sharing a cached value: %s", type(exc).__name__)
             return
-        await self.tier.set(key, self._tag(key, body) + body, math.floor(lifetime))
+        data, ttl, index = seal(self._mac_key, key, body), math.floor(lifetime), self._index
+        if not tags or index is None:
+            await self.tier.set(key, data, ttl)
+            return
 
-    def _tag(self, key: bytes, body: bytes) -> bytes:
-        return hmac.new(self._mac_key, key + b"\x00" + body, hashlib.sha256).digest()
+        async def write(client: Redis) -> None:
+            # One round trip, as a plain SET: the load before it asked Stack anyway.
+            pipe = client.pipeline(transaction=False)
+            pipe.set(key, data, ex=ttl)
+            for tag in tags:
+                where = index.key(tag)
+                pipe.zadd(where, {key: until})
+                pipe.zremrangebyscore(where, "-inf", now)
+                pipe.expire(where, index.ttl)
+            await pipe.execute()
+
+        await self.tier.run(write)
 
 
 def shared_caches(
@@ -300,9 +370,14 @@ def shared_caches(
         )
         return None, None, None
     tier = GuardedTier(url.get_secret_value(), timeout=settings.cache_timeout)
-    prefix, secret = f"{KEY_PREFIX}:{settings.project_id}:", key.get_secret_value()
-    profiles = SharedCache(tier, prefix + "profile:", secret, (dump_profile, load_profile))
+    prefix, secret = namespace(settings.project_id), key.get_secret_value()
+    index = subject_index(settings)
+    profiles = SharedCache(
+        tier, f"{prefix}{PROFILE}:", secret, (dump_profile, load_profile), index=index
+    )
     if jwt_mode:
         return tier, None, profiles
-    identities = SharedCache(tier, prefix + "remote:", secret, (dump_identity, load_identity))
+    identities = SharedCache(
+        tier, f"{prefix}{IDENTITY}:", secret, (dump_identity, load_identity), index=index
+    )
     return tier, identities, profiles
