@@ -1,13 +1,11 @@
-"""``StackAuth``: wiring and lifecycle. It builds the client, key set, caches and pipeline from
-the settings, opens and closes them with the app, and attaches itself to apps."""
+"""``StackAuth``: wiring and lifecycle. It builds its parts from the settings (``_assembly``),
+opens and closes them with the app, and attaches itself to apps."""
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import cached_property
 from types import TracebackType
 from typing import Any
@@ -20,35 +18,22 @@ from starlette.types import Lifespan
 
 from ._answers import AuthError, not_authenticated, to_auth_error
 from ._api_keys import ApiKeys
-from ._cache import TokenCache
+from ._assembly import Parts, build_parts
 from ._client import StackClient
 from ._exceptions import ProjectCredentialsError, StackAuthError, StackUnavailableError
+from ._invalidation import Invalidation
 from ._jwks import JwksCache
 from ._jwt import JwtVerifier
 from ._permissions import Permissions
 from ._pipeline import Pipeline
 from ._settings import ENV_PREFIX, StackAuthSettings, load_settings
-from ._shared_cache import GuardedTier, shared_caches
-from ._stale import StaleIdentities
+from ._shared_cache import GuardedTier
 from ._tokens import credential_from_headers
-from ._verifiers import RemoteVerifier, Verifier
+from ._verifiers import Verifier
 from .models import Identity, StackUser
 from .server import StackServer
 
 logger = logging.getLogger("fastapi_stack_auth")
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-@dataclass(frozen=True)
-class _Parts:
-    settings: StackAuthSettings
-    client: StackClient
-    jwks: JwksCache
-    shared_tier: GuardedTier | None
-    pipeline: Pipeline
-    permissions: Permissions
-    api_keys: ApiKeys
-    server: StackServer
 
 
 class StackAuth:
@@ -86,62 +71,9 @@ class StackAuth:
         return f"StackAuth(project_id={s.project_id!r}, api_url={s.api_url!r})"
 
     @cached_property
-    def _parts(self) -> _Parts:
+    def _parts(self) -> Parts:
         s = self._given_settings or load_settings(self._env_prefix, **self._overrides)
-        client = StackClient(s, transport=self._transport)
-        verifier = self._verifier
-        # Both modes load the project's public keys: JWT mode verifies with them, remote mode
-        # rejects a forged signature without asking Stack.
-        jwks = (
-            verifier.jwks if isinstance(verifier, JwtVerifier) else JwksCache(client, s.project_id)
-        )
-        remote = RemoteVerifier(client, s.project_id, jwks=jwks)
-        if verifier is None and s.verify == "jwt":
-            verifier = JwtVerifier(
-                jwks,
-                project_id=s.project_id,
-                api_url=s.api_url,
-                issuer_url=s.jwt_issuer_url,
-                leeway=s.jwt_leeway,
-            )
-        jwt_mode = isinstance(verifier, JwtVerifier)
-        # JWT mode: asking again could not give another answer before ``exp``, so a verified
-        # token is cached until then; remote mode asks Stack again after ``cache_ttl`` to
-        # notice deleted users.
-        cache: TokenCache[Identity] = TokenCache(
-            maxsize=s.cache_max_entries, ttl=math.inf if jwt_mode else s.cache_ttl
-        )
-        profiles: TokenCache[StackUser] = TokenCache(maxsize=s.cache_max_entries, ttl=s.cache_ttl)
-        tier, cache.shared, profiles.shared = shared_caches(s, jwt_mode=jwt_mode)
-        stale = None
-        if not jwt_mode and s.stale_grace > 0:
-            stale = StaleIdentities(grace=s.stale_grace, maxsize=s.cache_max_entries)
-        pipeline = Pipeline(
-            verifier=verifier or remote,
-            cache=cache,
-            profiles=profiles,
-            remote=remote if s.secret_server_key is not None else None,
-            stale=stale,
-            allow_anonymous=s.allow_anonymous,
-            allow_restricted=s.allow_restricted,
-        )
-        url = httpx.URL(s.api_url)
-        if url.scheme == "http" and url.host not in _LOOPBACK_HOSTS:
-            logger.warning(
-                "STACK_API_URL is plain http to %s: the secret server key and users' tokens "
-                "cross the network unencrypted. Use https outside local development.",
-                url.host,
-            )
-        return _Parts(
-            s,
-            client,
-            jwks,
-            tier,
-            pipeline,
-            permissions=Permissions(client, s, tier),
-            api_keys=ApiKeys(client, s, tier),
-            server=StackServer(client),
-        )
+        return build_parts(s, transport=self._transport, verifier=self._verifier)
 
     @property
     def settings(self) -> StackAuthSettings:
@@ -177,6 +109,12 @@ class StackAuth:
     def server(self) -> StackServer:
         """Stack Auth's server API (users, teams, permissions, ...) on the shared client."""
         return self._parts.server
+
+    @property
+    def invalidation(self) -> Invalidation:
+        """Drops cached answers Stack says are stale (its webhooks), here and in the other
+        workers; refuses deleted users."""
+        return self._parts.invalidation
 
     @property
     def shared_tier(self) -> GuardedTier | None:
@@ -215,6 +153,9 @@ class StackAuth:
         await parts.client.open()
         if parts.shared_tier is not None:
             await parts.shared_tier.start()
+        channel = parts.invalidation.channel
+        if channel is not None:
+            await channel.start()  # after its first attempt: deleted users known, or logged
         s = parts.settings
         if s.check_keys_on_startup and s.secret_server_key is not None:
             await self._check_keys()
@@ -236,9 +177,12 @@ class StackAuth:
             logger.info("Loaded the Stack Auth JWKS (%d keys)", len(parts.jwks.kids))
 
     async def stop(self) -> None:
-        """Stop a JWKS fetch in flight and close the shared cache and the HTTP client."""
+        """Stop a JWKS fetch in flight and close the invalidation channel, the shared cache
+        and the HTTP client."""
         parts = self._parts
         await parts.jwks.aclose()
+        if parts.invalidation.channel is not None:
+            await parts.invalidation.channel.stop()
         if parts.shared_tier is not None:
             await parts.shared_tier.aclose()
         await parts.client.aclose()
