@@ -103,7 +103,9 @@ class TeamFrom:
                 raise team_id_required(f"send its id in the '{self.name}' header")
         else:
             return None
-        return self._checked(raw)
+        if not isinstance(raw, str) or not _UUID.fullmatch(raw):
+            raise invalid_team_id(self.where)
+        return raw.lower()
 
     def of_user(self, user: StackUser) -> str:
         """The user's selected team id, lower-cased (``selected_team``); ``AuthError`` 400 if
@@ -111,10 +113,7 @@ class TeamFrom:
         raw = user.selected_team_id
         if not raw:
             raise team_id_required("the user has no selected team")
-        return self._checked(raw)
-
-    def _checked(self, raw: object) -> str:
-        if not isinstance(raw, str) or not _UUID.fullmatch(raw):
+        if not _UUID.fullmatch(raw):
             raise invalid_team_id(self.where)
         return raw.lower()
 
