@@ -26,6 +26,7 @@ from ._jwks import JwksCache
 from ._jwt import JwtVerifier
 from ._permissions import Permissions
 from ._pipeline import Pipeline
+from ._refresh_relay import RefreshRelay
 from ._settings import ENV_PREFIX, StackAuthSettings, load_settings
 from ._shared_cache import GuardedTier
 from ._tokens import credential_from_headers
@@ -136,6 +137,9 @@ class StackAuth:
             # AuthError too: it is an HTTPException, whose own handler would come first.
             for exc_class in (AuthError, StackAuthError):
                 app.add_exception_handler(exc_class, _error_response)  # type: ignore[arg-type]
+            # Hands a silently refreshed access token back to the frontend (a response header,
+            # and the cookie in cookie mode); a pass-through when STACK_SILENT_REFRESH is off.
+            app.add_middleware(RefreshRelay)
         inner: Lifespan[Any] = app.router.lifespan_context
 
         @asynccontextmanager

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from starlette.requests import Request
 
-from fastapi_stack_auth import StackAuth, StackUser, current_user, optional_user
+from fastapi_stack_auth import StackAuth, StackUser, UserDependency, current_user, optional_user
 from fastapi_stack_auth._cookies import choose_refresh_token, stack_cookies
 from fastapi_stack_auth._pipeline import REJECTION_TTL
 from fastapi_stack_auth._refresh import (
@@ -553,6 +553,12 @@ def test_websocket_handshake_refreshes_without_a_header(
     assert grant.call_count == 1
 
 
+def test_init_app_installs_the_relay(stack: StackAuth) -> None:
+    app = FastAPI()
+    stack.init_app(app)
+    assert [m.cls for m in app.user_middleware] == [RefreshRelay]
+
+
 async def test_without_the_relay_the_request_proceeds_and_a_warning_says_why(
     stack: StackAuth,
     ring: KeyRing,
@@ -560,13 +566,18 @@ async def test_without_the_relay_the_request_proceeds_and_a_warning_says_why(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # An app that names its StackAuth on the route and never called init_app has no relay.
     from fastapi_stack_auth import _refresh_relay
 
     monkeypatch.setattr(_refresh_relay, "_warned_no_relay", False)
     grant.mock(return_value=grant_answer(fresh(ring)))
-    app = build_app(stack, relay=False)
-    if any(m.cls is RefreshRelay for m in app.user_middleware):
-        pytest.fail("init_app installs the relay: this test has nothing left to show")
+    app = FastAPI()
+
+    @app.get("/me")
+    async def me(user: StackUser = Depends(UserDependency(stack=stack))) -> dict[str, str]:
+        return {"id": user.id}
+
+    assert app.user_middleware == []
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
         with caplog.at_level(logging.WARNING, logger="fastapi_stack_auth"):
