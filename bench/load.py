@@ -448,8 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rss-cap", type=float, default=600.0, help="wall-clock cap of the RSS fill, s"
     )
-    parser.add_argument("--authz-users", type=int, default=24, help="users, permission phase")
-    parser.add_argument("--authz-teams", type=int, default=16, help="teams, permission phase")
+    parser.add_argument("--authz-users", type=int, default=16, help="users, permission phase")
+    parser.add_argument("--authz-teams", type=int, default=12, help="teams, permission phase")
     parser.add_argument(
         "--authz-repeat", type=int, default=5, help="requests per question per window"
     )
@@ -457,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--perm-ttl",
         type=float,
-        default=12.0,
+        default=10.0,
         help="STACK_PERMISSION_CACHE_TTL of the permission phase, s (longer than a window)",
     )
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
