@@ -46,8 +46,9 @@ from ._exceptions import (
     UserNotFoundError,
 )
 from ._pipeline import REJECTION_TTL
+from ._redis_tier import GuardedTier
 from ._settings import StackAuthSettings
-from ._shared_cache import GuardedTier, SharedCache, namespace, subject_index
+from ._shared_cache import SharedCache, namespace, subject_index
 from ._subjects import API_KEY, principal_tags
 from .models import ApiKey, Principal, StackUser
 

@@ -14,13 +14,14 @@ from ._cache import TokenCache
 from ._client import StackClient
 from ._denied import DeniedUsers
 from ._invalidation import Invalidation
-from ._invalidation_redis import InvalidationChannel
+from ._invalidation_channel import InvalidationChannel
 from ._jwks import JwksCache
 from ._jwt import JwtVerifier
 from ._permissions import Permissions
 from ._pipeline import Pipeline
+from ._redis_tier import GuardedTier
 from ._settings import StackAuthSettings
-from ._shared_cache import GuardedTier, shared_caches, subject_index
+from ._shared_cache import shared_caches, subject_index
 from ._stale import StaleIdentities
 from ._verifiers import RemoteVerifier, Verifier
 from .models import Identity, StackUser

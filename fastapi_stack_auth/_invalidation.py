@@ -21,9 +21,10 @@ from typing import Any
 from ._api_keys import ApiKeys
 from ._cache import TokenCache
 from ._denied import DeniedUsers
-from ._invalidation_redis import Event, EventName, InvalidationChannel, Selector
+from ._invalidation_channel import Event, EventName, InvalidationChannel
 from ._permissions import Permissions
 from ._pipeline import Pipeline
+from ._subject_purge import Selector
 from ._subjects import (
     ALL_KINDS,
     API_KEY,

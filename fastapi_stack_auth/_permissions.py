@@ -23,11 +23,12 @@ from pydantic import BaseModel, ValidationError
 from ._cache import TokenCache
 from ._client import StackClient
 from ._exceptions import StackAuthConfigError, StackBadResponseError
+from ._redis_tier import GuardedTier
 from ._requirements import Requirement, missing
 from ._requirements import all_of as all_of  # re-exported: the package imports them here
 from ._requirements import any_of as any_of
 from ._settings import StackAuthSettings
-from ._shared_cache import GuardedTier, SharedCache, namespace, subject_index
+from ._shared_cache import SharedCache, namespace, subject_index
 from ._subjects import (
     PROJECT_PERMISSION,
     TEAM_PERMISSION,

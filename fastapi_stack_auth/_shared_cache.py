@@ -1,31 +1,28 @@
-"""The shared cache tier: what Stack verified, in Redis, under the in-process ``TokenCache``.
+"""The shared cache: what Stack verified, in Redis (``GuardedTier``), under ``TokenCache``.
 
 Keys are ``fastapi-stack-auth:v1:<project id>:<kind>:<hex SHA-256 of the token>`` (kinds in
 ``_subjects``); values an HMAC-SHA256 tag keyed from the secret server key (entries with a
 wrong tag are ignored), then JSON of the value and until when it may be trusted: ``cache_ttl``
 after Stack verified it, never past ``exp``. Next to each entry, in the same round trip, its
 key is listed under each of its subjects (``SubjectIndex``), so that an invalidation finds
-every entry about a user or a team. No request fails because of Redis; logs name host and port
-only. ``redis`` is imported only when ``STACK_CACHE_URL`` is set.
+every entry about a user or a team. No request fails because of Redis (see ``_redis_tier``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
 import math
-import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from ._exceptions import StackAuthConfigError
-from ._settings import StackAuthSettings, redis_location
+from ._redis_tier import GuardedTier
+from ._settings import StackAuthSettings
 from ._subjects import IDENTITY, PROFILE, Tags
 from .models import Identity, StackUser, TokenClaims
 
@@ -35,12 +32,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("fastapi_stack_auth")
 
 V = TypeVar("V")
-T = TypeVar("T")
 
 #: Bumped when the value format changes, so old and new workers never read each other's.
 KEY_PREFIX = "fastapi-stack-auth:v1"
-#: Seconds Redis is left out after a failure before one call tries it again.
-RETRY_INTERVAL = 5.0
 _TAG_SIZE = hashlib.sha256().digest_size
 _MAC_CONTEXT = b"fastapi-stack-auth shared cache v1\x00"
 
@@ -85,156 +79,6 @@ def subject_index(settings: StackAuthSettings) -> SubjectIndex:
     """The subject index of the project in ``settings``."""
     longest = max(settings.cache_ttl, settings.permission_cache_ttl)
     return SubjectIndex(namespace(settings.project_id).encode(), math.ceil(longest) + 1)
-
-
-async def _wait_for(timeout: float, call: Awaitable[T]) -> T:  # Python 3.10's way
-    return await asyncio.wait_for(call, timeout)
-
-
-if sys.version_info >= (3, 11):
-
-    async def _within(timeout: float, call: Awaitable[T]) -> T:
-        # A deadline on the running task: cheaper than wait_for's extra task.
-        async with asyncio.timeout(timeout):
-            return await call
-
-else:  # pragma: no cover - Python 3.10
-    _within = _wait_for
-
-
-class GuardedTier:
-    """Redis that never raises and never stalls a request: each call is bounded by ``timeout``;
-    after a failure, calls are skipped (``get`` answers ``None``) for ``retry_interval`` seconds,
-    then one probes again. An outage is logged once (warning), its end once (info)."""
-
-    def __init__(self, url: str, *, timeout: float) -> None:
-        try:
-            import redis.asyncio  # noqa: F401
-        except ImportError:
-            raise StackAuthConfigError(
-                "STACK_CACHE_URL is set but the redis package is not installed: "
-                "pip install 'fastapi-stack-auth[redis]'"
-            ) from None
-        #: Host and port (or socket path; the settings checked the URL): all a log may say.
-        self.where = redis_location(url) or "?"
-        self._url = url  # may hold a password: never logged, never in a repr
-        self.timeout = timeout
-        self.retry_interval = RETRY_INTERVAL
-        self.timer: Callable[[], float] = time.monotonic  # for the retry interval
-        self._client: Redis | None = None  # from start() to aclose()
-        self._down = False
-        self._skip_until = 0.0  # on ``timer``; 0: no pause
-        self._epoch = 0  # bumped by each failure: only a later call may end the outage
-
-    def __repr__(self) -> str:
-        return f"GuardedTier({self.where!r}, {'down' if self._down else 'up'})"
-
-    @property
-    def available(self) -> bool:
-        """Started, and the last call worked."""
-        return self._client is not None and not self._down
-
-    async def start(self) -> None:
-        """Connect (one connection pool, no retries); a failure is logged, never raised."""
-        from redis.asyncio import Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        self._down, self._skip_until = False, 0.0
-        try:
-            if self._client is None:
-                self._client = Redis.from_url(
-                    self._url,
-                    socket_timeout=self.timeout,
-                    socket_connect_timeout=self.timeout,
-                    retry=Retry(NoBackoff(), 0),  # a retry would only stretch the request
-                    client_name="fastapi-stack-auth",
-                )
-            await _within(self.timeout, self._client.ping())
-        except Exception as exc:
-            self._failed(exc, " at startup")
-        else:
-            logger.info("The shared token cache (Redis at %s) is connected", self.where)
-
-    async def aclose(self) -> None:
-        """Close the connections (a failure to close is logged, not raised)."""
-        client, self._client = self._client, None
-        try:
-            if client is not None:
-                await client.aclose()
-        except Exception as exc:
-            logger.warning(
-                "Closing the shared token cache (Redis at %s) failed (%s)",
-                self.where,
-                type(exc).__name__,
-            )
-
-    async def get(self, key: bytes) -> bytes | None:
-        """The value under ``key``; ``None`` if there is none or Redis is unavailable."""
-        value = await self._call(lambda client: client.get(key))
-        return value.encode() if isinstance(value, str) else value  # str: decode_responses
-
-    async def set(self, key: bytes, value: bytes, ttl_seconds: int) -> None:
-        """Store ``value`` under ``key`` for ``ttl_seconds``, unless Redis is unavailable."""
-        await self._call(lambda client: client.set(key, value, ex=ttl_seconds))
-
-    async def claim(self, key: bytes, value: bytes, ttl_seconds: int) -> bool | None:
-        """Store ``value`` under ``key`` only if the key is absent (``SET NX``): ``True`` if
-        stored, ``False`` if the key was there, ``None`` if Redis is unavailable."""
-
-        async def set_if_absent(client: Redis) -> bool:
-            return bool(await client.set(key, value, ex=ttl_seconds, nx=True))
-
-        return await self._call(set_if_absent)
-
-    async def delete(self, key: bytes) -> None:
-        """Remove ``key``, unless Redis is unavailable."""
-        await self._call(lambda client: client.delete(key))
-
-    async def run(self, op: Callable[[Redis], Awaitable[T]]) -> T | None:
-        """``op(client)``, bounded and guarded like every call here (a pipeline counts as one
-        call); ``None`` if Redis is unavailable or the call failed."""
-        return await self._call(op)
-
-    async def _call(self, op: Callable[[Redis], Awaitable[T]]) -> T | None:
-        client = self._client
-        if client is None:
-            return None
-        if self._skip_until:
-            now = self.timer()
-            if now < self._skip_until:
-                return None
-            self._skip_until = now + self.retry_interval  # this call probes, the others skip
-        epoch = self._epoch
-        try:
-            result = await _within(self.timeout, op(client))
-        except Exception as exc:
-            self._failed(exc)
-            return None
-        if self._down and epoch == self._epoch:
-            self._down, self._skip_until = False, 0.0
-            logger.info("The shared token cache (Redis at %s) is available again", self.where)
-        return result
-
-    def _failed(self, exc: Exception, when: str = "") -> None:
-        self._epoch += 1
-        self._skip_until = self.timer() + self.retry_interval
-        if not self._down:
-            self._down = True
-            # Ours (asyncio's, one type with the builtin from 3.11) or the driver's own socket
-            # timeout (redis.exceptions.TimeoutError, which some versions raise first).
-            from redis.exceptions import TimeoutError as RedisTimeoutError
-
-            timed_out = isinstance(exc, (asyncio.TimeoutError, TimeoutError, RedisTimeoutError))
-            logger.warning(
-                "The shared token cache (Redis at %s) is unavailable%s (%s): requests go on "
-                "with the in-process cache and Stack Auth; trying it again every %g s",
-                self.where,
-                when,
-                # The type only: a driver's message is not ours to vouch for.
-                f"no answer within {self.timeout:g} s" if timed_out else type(exc).__name__,
-                self.retry_interval,
-            )
 
 
 class _IdentityRecord(BaseModel):

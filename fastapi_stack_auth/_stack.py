@@ -26,9 +26,9 @@ from ._jwks import JwksCache
 from ._jwt import JwtVerifier
 from ._permissions import Permissions
 from ._pipeline import Pipeline
+from ._redis_tier import GuardedTier
 from ._refresh_relay import RefreshRelay
 from ._settings import ENV_PREFIX, StackAuthSettings, load_settings
-from ._shared_cache import GuardedTier
 from ._tokens import credential_from_headers
 from ._verifiers import Verifier
 from .models import Identity, StackUser

@@ -30,17 +30,15 @@ from fastapi_stack_auth import (
     StackAuth,
     StackAuthConfigError,
     StackUser,
-    _shared_cache,
+    _redis_tier,
     current_user,
 )
 from fastapi_stack_auth._cache import TokenCache, token_key
+from fastapi_stack_auth._redis_tier import GuardedTier, _wait_for, _within
 from fastapi_stack_auth._settings import load_settings
 from fastapi_stack_auth._shared_cache import (
     KEY_PREFIX,
-    GuardedTier,
     SharedCache,
-    _wait_for,
-    _within,
     dump_identity,
     dump_profile,
     load_identity,
@@ -516,7 +514,7 @@ def test_slow_redis_is_skipped_within_the_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Through either timeout helper (``_wait_for``: the Python 3.10 path)."""
-    monkeypatch.setattr(_shared_cache, "_within", getattr(_shared_cache, helper))
+    monkeypatch.setattr(_redis_tier, "_within", getattr(_redis_tier, helper))
     server = redis_factory()
     app, _ = build_app({**stack_settings, "cache_url": server.url, "cache_timeout": 0.1})
     with caplog.at_level(logging.INFO), TestClient(app) as client:
@@ -854,7 +852,7 @@ async def test_a_hanging_tier_is_bounded_by_the_timeout(
     helper: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Through either timeout helper (``_wait_for``: the Python 3.10 path)."""
-    monkeypatch.setattr(_shared_cache, "_within", getattr(_shared_cache, helper))
+    monkeypatch.setattr(_redis_tier, "_within", getattr(_redis_tier, helper))
     fake = FakeRedis()
     tier = await started_tier(fake, timeout=0.05)
     fake.hang = True

@@ -1,31 +1,20 @@
-"""Invalidation across workers, through the shared tier's Redis.
+"""Invalidation across workers: ``Event`` messages on the channel ``...:invalidate``.
 
-Three things, all under the project's namespace (``fastapi-stack-auth:v1:<project id>:``):
-
-- the entries about a subject are deleted from the tier: the ``SubjectIndex`` sorted set of
-  each subject tag lists their keys (written with each entry), and only keys of this project
-  and of the kinds asked for are deleted, whatever a set holds;
-- an ``Event`` is published on the channel ``...:invalidate``; every worker subscribes to it
-  on a connection of its own (no socket timeout: it waits for messages), drops its
-  in-process entries and deletes the tier entries it may have written meanwhile. Messages
-  it sent itself are ignored;
-- a deleted user is recorded in the sorted set ``...:deleted-users`` (scored by the time of
-  the deletion, pruned after ``denied.seconds``), which a worker reads each time it
-  (re)subscribes: a worker started after a deletion still refuses the user.
-
-Messages and records are sealed like the tier's values (an HMAC keyed from the secret server
-key, bound to the channel or set they are in); anything else is ignored, so that someone who
-can write to Redis can at most replay a genuine invalidation. No request waits for the
-subscriber, and nothing here raises: an outage is logged once when it starts and once when
-it ends, and the subscriber tries again every ``retry_interval`` seconds. Having been away,
-it cannot know what it missed: it asks the receiver to resynchronise (see ``bind``).
+``send`` deletes the tier's entries about the subjects (``_subject_purge``), records a deleted
+user (``_deleted_users_set``), then publishes. Each worker subscribes on a connection of its
+own (no socket timeout: it waits for messages) and applies the others' events; at each
+(re)subscription it reads the deleted users, so a worker started after a deletion still
+refuses the user. Messages are sealed like the tier's values (an HMAC bound to the channel);
+anything else is ignored: someone who can write to Redis can at most replay a genuine
+invalidation. Nothing here raises or holds up a request: an outage is logged once when it
+starts and once when it ends, the subscriber tries again every ``retry_interval`` seconds
+and, having been away, asks the receiver to resynchronise (see ``bind``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -34,20 +23,15 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._deleted_users_set import DeletedUsersSet
 from ._denied import DeniedUsers
-from ._shared_cache import (
-    RETRY_INTERVAL,
-    GuardedTier,
-    SubjectIndex,
-    _within,
-    mac_key,
-    seal,
-    unseal,
-)
+from ._redis_tier import RETRY_INTERVAL, GuardedTier, _within
+from ._shared_cache import SubjectIndex, mac_key, seal, unseal
+from ._subject_purge import Selector, purge
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
-    from redis.asyncio.client import Pipeline, PubSub
+    from redis.asyncio.client import PubSub
 
 logger = logging.getLogger("fastapi_stack_auth")
 
@@ -78,26 +62,12 @@ class Event:
     at: float = 0.0
 
 
-@dataclass(frozen=True)
-class Selector:
-    """The entries of the ``kinds`` (``_subjects``) tagged ``tag``."""
-
-    tag: str
-    kinds: frozenset[str]
-
-
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     origin: str = Field(max_length=64)
     name: EventName
     user_id: str | None = Field(default=None, max_length=256)
     team_id: str | None = Field(default=None, max_length=256)
-    at: float = Field(allow_inf_nan=False)
-
-
-class _Deletion(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-    user_id: str = Field(max_length=256)
     at: float = Field(allow_inf_nan=False)
 
 
@@ -126,13 +96,12 @@ class InvalidationChannel:
         self._mac_key = mac_key(secret)
         self._index = index
         self.channel = index.namespace + b"invalidate"
-        self.deleted_key = index.namespace + b"deleted-users"
-        self._denied = denied  # for how long deletions are remembered
+        self._deleted = DeletedUsersSet(index.namespace, self._mac_key, denied, clock=clock)
+        self.deleted_key = self._deleted.key
         #: Seconds between two attempts to subscribe again.
         self.retry_interval = RETRY_INTERVAL
         #: Tells this worker's messages from the others'.
         self.origin = secrets.token_hex(8)
-        self._clock = clock
         self._on_event: OnEvent | None = None
         self._on_sync: OnSync | None = None
         self._task: asyncio.Task[None] | None = None
@@ -201,9 +170,9 @@ class InvalidationChannel:
         message = seal(self._mac_key, self.channel, body)
 
         async def send(client: Redis) -> bool:
-            pipe = await self._deletions(client, selectors)
+            pipe = await purge(client, self._index, selectors)
             if event.name == "user_deleted" and event.user_id is not None:
-                self._record(pipe, event.user_id, event.at)
+                self._deleted.record(pipe, event.user_id, event.at)
             pipe.publish(self.channel, message)
             await pipe.execute()
             return True
@@ -214,32 +183,9 @@ class InvalidationChannel:
         """Delete the tier's entries of ``selectors`` (unless Redis is unavailable)."""
 
         async def forget(client: Redis) -> None:
-            await (await self._deletions(client, selectors)).execute()
+            await (await purge(client, self._index, selectors)).execute()
 
         await self.tier.run(forget)
-
-    async def _deletions(self, client: Redis, selectors: Sequence[Selector]) -> Pipeline:
-        # Round trip 1 reads the index sets; the pipeline returned deletes what they list.
-        index = self._index
-        read = client.pipeline(transaction=False)
-        for selector in selectors:
-            read.zrange(index.key(selector.tag), 0, -1)
-        listed: list[list[bytes]] = await read.execute() if selectors else []
-        pipe = client.pipeline(transaction=False)
-        for selector, members in zip(selectors, listed, strict=True):
-            kinds = tuple(index.namespace + kind.encode() + b":" for kind in selector.kinds)
-            keys = [m for m in map(_bytes, members) if m.startswith(kinds)]
-            if keys:
-                pipe.delete(*keys)
-                pipe.zrem(index.key(selector.tag), *keys)
-        return pipe
-
-    def _record(self, pipe: Pipeline, user_id: str, at: float) -> None:
-        body = _Deletion(user_id=user_id, at=at).model_dump_json().encode()
-        pipe.zadd(self.deleted_key, {seal(self._mac_key, self.deleted_key, body): at})
-        seconds = self._denied.seconds
-        pipe.zremrangebyscore(self.deleted_key, "-inf", self._clock() - seconds)
-        pipe.expire(self.deleted_key, math.ceil(seconds) + 1)
 
     # --- receiving ------------------------------------------------------------------------
 
@@ -287,19 +233,9 @@ class InvalidationChannel:
             reply = await pubsub.get_message(timeout=None)
             if reply is not None and reply.get("type") == "subscribe":
                 break
-        since = self._clock() - self._denied.seconds
-        records = await self._client.zrangebyscore(self.deleted_key, since, "+inf")
-        deleted = []
-        for record in records:
-            body = unseal(self._mac_key, self.deleted_key, _bytes(record))
-            try:
-                if body is None:
-                    raise ValueError("not sealed with our key")
-                entry = _Deletion.model_validate_json(body)
-            except ValueError:  # pydantic's ValidationError is one
-                self._forged("record of a deleted user")
-                continue
-            deleted.append((entry.user_id, entry.at))
+        deleted, forged = await self._deleted.read(self._client)
+        if forged:
+            self._forged("record of a deleted user")
         return deleted
 
     async def _received(self, data: Any) -> None:
@@ -350,10 +286,6 @@ class InvalidationChannel:
 
 def _fields(event: Event) -> dict[str, Any]:
     return {"name": event.name, "user_id": event.user_id, "team_id": event.team_id, "at": event.at}
-
-
-def _bytes(value: Any) -> bytes:
-    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 async def _close(pubsub: PubSub) -> None:
