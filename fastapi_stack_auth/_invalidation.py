@@ -5,7 +5,7 @@ A webhook receiver calls one method per event. Each drops the in-process entries
 the subject (``_subjects``) from the caches the event concerns, with a scan of each such
 cache (O(entries), 2-3 ms at 10,000: webhooks are rare, and the cache-hit path gains no
 lookup), and makes the loads in flight there cache nothing. With a shared tier it then deletes
-the subject's entries there and tells the other workers (``_invalidation_redis``).
+the subject's entries there and tells the other workers (``_invalidation_channel``).
 
 ``user_deleted`` also refuses the user's access tokens and user API keys from then on
 (``_denied``): in JWT mode a deleted user's token keeps a valid signature until ``exp``.
