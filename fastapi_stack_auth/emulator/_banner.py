@@ -155,6 +155,6 @@ def banner(
             f"    {sign_in}",
         ]
     if app_url is not None:
-        lines += ["", f"  App: {app_url}  (docs: {app_url}/docs)"]
+        lines += ["", f"  App: {app_url}/  (the demo page; API docs: {app_url}/docs)"]
     lines += ["", "  Ctrl-C stops everything.", "=" * 78]
     return "\n".join(lines)
