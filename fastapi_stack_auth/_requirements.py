@@ -5,6 +5,7 @@ route is defined."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -38,6 +39,18 @@ _UUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-5][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
     r"|00000000-0000-0000-0000-000000000000"
 )
+
+
+@functools.lru_cache(maxsize=1024)
+def _team_id(raw: str) -> str:
+    """``raw`` lower-cased, if Stack would take it as a team id; ``ValueError`` otherwise.
+
+    Remembered for the last 1,024 teams seen: matching the pattern is most of what reading a
+    team costs, and a busy app sees the same teams again and again. What is refused raises,
+    so is never remembered."""
+    if not _UUID.fullmatch(raw):
+        raise ValueError("not a UUID")
+    return raw.lower()
 
 
 @dataclass(frozen=True)
@@ -103,9 +116,12 @@ class TeamFrom:
                 raise team_id_required(f"send its id in the '{self.name}' header")
         else:
             return None
-        if not isinstance(raw, str) or not _UUID.fullmatch(raw):
+        if not isinstance(raw, str):  # a path convertor's int, say
             raise invalid_team_id(self.where)
-        return raw.lower()
+        try:
+            return _team_id(raw)
+        except ValueError:
+            raise invalid_team_id(self.where) from None
 
     def of_user(self, user: StackUser) -> str:
         """The user's selected team id, lower-cased (``selected_team``); ``AuthError`` 400 if
@@ -113,9 +129,10 @@ class TeamFrom:
         raw = user.selected_team_id
         if not raw:
             raise team_id_required("the user has no selected team")
-        if not _UUID.fullmatch(raw):
-            raise invalid_team_id(self.where)
-        return raw.lower()
+        try:
+            return _team_id(raw)
+        except ValueError:
+            raise invalid_team_id(self.where) from None
 
 
 # --- what is asked: one permission, or any/all of several ----------------------------------

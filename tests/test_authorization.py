@@ -22,7 +22,7 @@ from fastapi_stack_auth._authorization import (
     require_project_permission,
     require_team_permission,
 )
-from fastapi_stack_auth._requirements import TeamFrom, all_of, any_of
+from fastapi_stack_auth._requirements import TeamFrom, _team_id, all_of, any_of
 from tests.conftest import USER_ID, fixture_json, mint_token, stack_error, user_body
 from tests.jwt_helpers import JwksEndpoint, KeyRing
 
@@ -242,6 +242,18 @@ def test_a_malformed_team_id_is_400_before_any_call(
         }
         assert team_id not in response.text
     assert mock_api.calls.call_count == started  # not even the user's token was checked
+
+
+def test_only_team_ids_that_pass_are_remembered(client: TestClient, fake: FakeStack) -> None:
+    # The check of a team id is remembered (an LRU of the last 1,024), but a refused one is
+    # not: junk cannot fill it, and a refused id is refused again every time.
+    before = _team_id.cache_info().currsize
+    for junk in ("not-a-uuid", f"{TEAM}0", "5b6c7d8e-9f0a-0b1c-8d2e-3f4a5b6c7d8e"):
+        for _ in range(2):
+            assert client.get(f"/teams/{junk}").json()["code"] == "INVALID_TEAM_ID"
+    assert _team_id.cache_info().currsize == before
+    assert _team_id(TEAM.upper()) == TEAM
+    assert _team_id.cache_info().currsize <= before + 1
 
 
 def test_team_ids_are_compared_in_lower_case(client: TestClient, fake: FakeStack) -> None:
