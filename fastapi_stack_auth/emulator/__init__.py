@@ -18,6 +18,8 @@ Run it with ``python -m fastapi_stack_auth.emulator`` (see ``--help``), or in Py
         emulator.grant_team_permission(team.id, user.id, "docs:delete")
         key = emulator.create_api_key(user_id=user.id, expires_in=60).value
         emulator.add_webhook_endpoint("http://127.0.0.1:8000/webhooks")  # signed events
+        emulator.link_oauth_account(user.id, "github", "12345", scopes=["repo"])
+        emulator.sent_emails()                  # what send-email and invitations "sent"
         ...                                     # STACK_API_URL=server.url
 
 For pytest fixtures, see ``fastapi_stack_auth.testing``.
@@ -27,9 +29,13 @@ from ._app import EMULATOR_HEADER, EmulatorApp, is_loopback
 from ._backend import DEFAULT_ACCESS_TOKEN_TTL, Backend
 from ._emulator import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_PUBLIC_URL, Emulator, Tokens
 from ._emulator_authz import AuthorizationApi, IssuedApiKey
+from ._emulator_messaging import MessagingApi
 from ._emulator_webhooks import WebhookApi
 from ._errors import KnownError
-from ._plugin_helpers import AuthorizationHelpers, WebhookHelpers
+from ._invitations import Invitation
+from ._oauth_links import OAuthLink
+from ._outbox import OutboxEmail
+from ._plugin_helpers import AuthorizationHelpers, MessagingHelpers, WebhookHelpers
 from ._rbac import SYSTEM_TEAM_PERMISSIONS
 from ._rows import ApiKey, PermissionDefinition, Team
 from ._seed import (
@@ -83,8 +89,13 @@ __all__ = [
     "Emulator",
     "EmulatorApp",
     "EmulatorServer",
+    "Invitation",
     "IssuedApiKey",
     "KnownError",
+    "MessagingApi",
+    "MessagingHelpers",
+    "OAuthLink",
+    "OutboxEmail",
     "PermissionDefinition",
     "Project",
     "ProjectConfig",

@@ -14,6 +14,7 @@ from . import _webhook_events as events
 from ._app import EmulatorApp
 from ._backend import DEFAULT_ACCESS_TOKEN_TTL
 from ._emulator_authz import AuthorizationApi
+from ._emulator_messaging import MessagingApi
 from ._emulator_webhooks import WebhookApi
 from ._errors import KnownError
 from ._seed import Seed, SeedProject, default_seed
@@ -36,7 +37,7 @@ class Tokens:
     refresh_token_id: str
 
 
-class Emulator(AuthorizationApi, WebhookApi):
+class Emulator(AuthorizationApi, MessagingApi, WebhookApi):
     """A local, in-memory Stack Auth for development and tests. Never for production.
 
     ``Emulator()`` starts from the default seed (one project with fixed dev keys and a demo
@@ -51,7 +52,9 @@ class Emulator(AuthorizationApi, WebhookApi):
     Besides users and tokens, the Python API creates teams, members, permission definitions and
     grants, and API keys (``create_team``, ``grant_team_permission``, ``create_api_key``, ...;
     see ``AuthorizationApi``); where Stack would answer an error, it raises ``KnownError`` with
-    Stack's code.
+    Stack's code. Team invitations, connected accounts and ``send-email`` work too (see
+    ``MessagingApi``): no mail leaves the emulator, ``sent_emails()`` shows it, and
+    ``link_oauth_account`` links a provider account to a user.
 
     The signing keys are random per instance; ``key_seed`` derives them from that text instead
     (the same seed, the same keys). Browsers may call it from loopback origins and from

@@ -1,5 +1,6 @@
-"""One-line helpers of the pytest plugin's ``EmulatedStack``: webhooks, and teams, permission
-grants, API keys and the clock, taking users and teams as objects with an ``id`` or as IDs."""
+"""One-line helpers of the pytest plugin's ``EmulatedStack``: webhooks, the outbox, invitations
+and linked OAuth accounts, and teams, permission grants, API keys and the clock, taking users
+and teams as objects with an ``id`` or as IDs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import Literal, Protocol
 from pydantic import SecretStr
 
 from ._emulator import Emulator
+from ._invitations import Invitation
+from ._oauth_links import OAuthLink
+from ._outbox import OutboxEmail
 from ._rows import Team
 from ._webhook_records import WebhookDelivery, WebhookEndpoint
 
@@ -56,7 +60,42 @@ class WebhookHelpers:
         return self.emulator.wait_for_webhook_deliveries(count, timeout=timeout)
 
 
-class AuthorizationHelpers(WebhookHelpers):
+class MessagingHelpers(WebhookHelpers):
+    """The outbox, team invitations and linked OAuth accounts of ``self.emulator``'s default
+    project (a reset empties the outbox and forgets invitations and links)."""
+
+    emulator: Emulator
+
+    def sent_emails(self, user: HasId | str | None = None) -> list[OutboxEmail]:
+        """What the app had mailed (to ``user``, or to anyone), oldest first: ``send-email``
+        messages and team invitations (``kind``, ``to``, ``subject``, ``html``, ``link``...)."""
+        return self.emulator.sent_emails(user_id=_id(user) if user is not None else None)
+
+    def invite(self, team: HasId | str, email: str) -> Invitation:
+        """Invite ``email`` to ``team`` (the email, with its ``link``, lands in the outbox)."""
+        return self.emulator.send_team_invitation(_id(team), email)
+
+    def team_invitations(self, team: HasId | str) -> list[Invitation]:
+        """The team's pending invitations, oldest first."""
+        return self.emulator.team_invitations(_id(team))
+
+    def link_oauth_account(
+        self,
+        user: HasId | str,
+        provider_id: str,
+        account_id: str | None = None,
+        *,
+        scopes: tuple[str, ...] = (),
+    ) -> OAuthLink:
+        """Link a ``provider_id`` account (``account_id``: the user's ID when omitted) to
+        ``user`` with ``scopes``; its made-up token is ``.access_token``."""
+        user_id = _id(user)
+        return self.emulator.link_oauth_account(
+            user_id, provider_id, account_id or user_id, scopes=scopes
+        )
+
+
+class AuthorizationHelpers(MessagingHelpers):
     """Teams, permissions, API keys and time in one line each, on ``self.emulator``'s default
     project (and the webhooks of ``WebhookHelpers``). Permissions a test grants are defined on
     the fly when the project does not define them (containing nothing)."""

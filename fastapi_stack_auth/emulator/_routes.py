@@ -1,5 +1,5 @@
-"""The emulated endpoints, as one table of routes (contract §6, §7, §9.1-9.8, §13); the handlers
-are in the ``_routes_*`` modules."""
+"""The emulated endpoints, as one table of routes (contract §6, §7, §9.1-9.8, §9.10-9.12, §13);
+the handlers are in the ``_routes_*`` modules."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ._routes_auth import (
     refresh_current_session,
     sign_out,
 )
+from ._routes_messaging import messaging_routes
 from ._routes_permissions import (
     grant_project_permission,
     grant_team_permission,
@@ -153,6 +154,7 @@ def _routes() -> list[Route]:
         _route("POST", "/auth/oauth/token", None, oauth_token),
         *_authz_routes(),
         *_webhook_routes(),
+        *(_route(*row) for row in messaging_routes()),
     ]
     anonymous_alias = r"/projects-anonymous-users/(?P<project_id>[^/]+)/\.well-known/(?P<rest>.+)"
     routes.append(

@@ -28,6 +28,11 @@ class ProjectConfig:
     require_email_verification: bool = False
     #: Client access must send a valid publishable client key.
     require_publishable_client_key: bool = False
+    #: Callback URLs (team invitations) may be on loopback hosts besides ``domains``.
+    allow_localhost: bool = True
+    #: The project sends mail through Stack's shared email server: ``POST /emails/send-email``
+    #: answers ``REQUIRES_CUSTOM_EMAIL_SERVER``.
+    shared_email_server: bool = False
 
 
 @dataclass

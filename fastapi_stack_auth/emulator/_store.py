@@ -1,7 +1,7 @@
-"""``Project``: one project's state in memory (users, sessions, teams, memberships, permissions
-and API keys) and the rules that keep it consistent (cascades, Stack's order of checks). The rows
-are in ``_rows.py``, ``Backend`` (all projects, keys, clock, lock) in ``_backend.py`` and the JSON
-views in ``_views.py``."""
+"""``Project``: one project's state in memory (users, sessions, teams, memberships, permissions,
+API keys, invitations, linked OAuth accounts and the outbox) and the rules that keep it
+consistent (cascades, Stack's order of checks). The rows are in ``_rows.py``, ``Backend`` (all
+projects, keys, clock, lock) in ``_backend.py`` and the JSON views in ``_views.py``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from ._crypto import (
     new_refresh_token,
 )
 from ._errors import team_membership_not_found, user_email_already_exists, user_not_found
+from ._invitations import Invitations
+from ._oauth_links import OAuthLinks
+from ._outbox import Outbox
 from ._rbac import Permissions
 from ._rows import ApiKey, PermissionDefinition, ProjectConfig, Session, Team, User
 
@@ -57,6 +60,10 @@ class Project:
     memberships: set[tuple[str, str]] = field(default_factory=set)
     permissions: Permissions = field(default_factory=Permissions)
     api_keys: ApiKeys = field(default_factory=ApiKeys)
+    #: Team invitations (Stack's verification codes), linked OAuth accounts, sent email.
+    invitations: Invitations = field(default_factory=Invitations)
+    oauth_links: OAuthLinks = field(default_factory=OAuthLinks)
+    outbox: Outbox = field(default_factory=Outbox)
 
     # --- users ----------------------------------------------------------------------------
 
@@ -110,6 +117,7 @@ class Project:
         self.memberships = {m for m in self.memberships if m[1] != user_id}
         self.permissions.forget(user_id=user_id)
         self.api_keys.forget_owner("user", user_id)
+        self.oauth_links.forget_user(user_id)
         return True
 
     def user_or_404(self, user_id: str) -> User:
