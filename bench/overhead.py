@@ -484,7 +484,7 @@ def verdicts(
         passed = added[name] <= target
         ok = ok and passed
         print(
-            f"  {'PASS' if passed else 'FAIL'}  {what:<34} {added[name]:>+5.2f}x <= "
+            f"  {'PASS' if passed else 'FAIL'}  {what:<34} {added[name]:>+6.3f}x <= "
             f"{target:.2f}x  ({name} - {twin})"
         )
     if cold is not None:
