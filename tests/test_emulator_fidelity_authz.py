@@ -24,6 +24,8 @@ from tests.emulator_helpers import (
 )
 from tests.test_emulator_fidelity import ERRORS as USER_ERRORS
 from tests.test_emulator_fidelity import SUCCESS as USER_SUCCESS
+from tests.test_emulator_messaging import MESSAGING_ERRORS, MESSAGING_SUCCESS
+from tests.test_emulator_messaging import NOT_YET_COPIED as MESSAGING_NOT_YET_COPIED
 
 pytest_plugins = ["tests.emulator_fixtures"]
 
@@ -230,26 +232,12 @@ ERRORS: dict[str, Probe] = {
     ),
 }
 
-#: Fixtures of endpoints the emulator does not implement (connected accounts, e-mail,
-#: invitations, member profiles) or of behaviour it does not emulate (the dev-only rate
-#: limiter), with a request that must therefore be answered 404, not faked. ``None``: there is
-#: no endpoint to probe. Several are not copied into ``tests/fixtures`` yet.
-_TOKEN = ("POST", "/connected-accounts/me/spotify/access-token")
-_SEND_CODE = ("POST", "/team-invitations/send-code")
+#: Fixtures of endpoints the emulator does not implement (member profiles) or of behaviour it
+#: does not emulate (the dev-only rate limiter), with a request that must therefore be answered
+#: 404, not faked. ``None``: there is no endpoint to probe. Invitations, connected accounts and
+#: e-mail are emulated: tests/test_emulator_messaging.py checks their fixtures.
 NOT_IMPLEMENTED: dict[str, tuple[str, str] | None] = {
-    "connected-accounts-access-token.json": _TOKEN,
-    "connected-accounts-list.json": ("GET", "/connected-accounts/me"),
-    "emails-send-email.json": ("POST", "/emails/send-email"),
-    "team-invitations-list.json": ("GET", "/team-invitations"),
-    "team-invitations-send-code.json": _SEND_CODE,
     "team-member-profiles-list.client.json": ("GET", "/team-member-profiles"),
-    "errors/OAUTH_CONNECTION_DOES_NOT_HAVE_REQUIRED_SCOPE.json": _TOKEN,
-    "errors/OAUTH_CONNECTION_NOT_CONNECTED_TO_USER.json": _TOKEN,
-    "errors/OAUTH_PROVIDER_NOT_FOUND_OR_NOT_ENABLED.json": _TOKEN,
-    "errors/REDIRECT_URL_NOT_WHITELISTED.json": _SEND_CODE,
-    "errors/REQUIRES_CUSTOM_EMAIL_SERVER.json": ("POST", "/emails/send-email"),
-    "errors/TEAM_INVITATION_RESTRICTED_USER_NOT_ALLOWED.json": ("POST", "/team-invitations/accept"),
-    "errors/plain/CONNECTED_ACCOUNTS_CLIENT_FORBIDDEN.json": ("GET", "/connected-accounts/me"),
     "errors/plain/TEAM_MEMBER_PROFILES_TEAM_ID_REQUIRED.json": ("GET", "/team-member-profiles"),
     "errors-constructed/RATE_LIMIT_DEV_ONLY_429.json": None,
 }
@@ -291,7 +279,9 @@ def test_every_fixture_is_accounted_for() -> None:
     }
     covered = set(USER_SUCCESS) | set(USER_ERRORS)
     covered |= set(SUCCESS) | set(ERRORS) | set(NOT_IMPLEMENTED)
+    covered |= set(MESSAGING_SUCCESS) | set(MESSAGING_ERRORS)
     assert names - covered == set(), "fixtures with no fidelity check"
-    not_copied = set(NOT_YET_COPIED) | {n for n in NOT_IMPLEMENTED if not (FIXTURES / n).exists()}
+    not_copied = set(NOT_YET_COPIED) | set(MESSAGING_NOT_YET_COPIED)
+    not_copied |= {n for n in NOT_IMPLEMENTED if not (FIXTURES / n).exists()}
     assert covered - names <= not_copied, "checks of fixtures that do not exist"
     assert set(NOT_YET_COPIED) <= set(SUCCESS) | set(ERRORS)
