@@ -42,6 +42,7 @@ from ._pipeline import REJECTION_TTL
 from ._refresh_relay import RELAY_KEY, SCOPE_KEY, Refreshed, warn_no_relay
 from ._settings import StackAuthSettings
 from ._tokens import MAX_TOKEN_BYTES, read_claims, read_header
+from ._verifiers import signature_audience
 from .models import Identity, TokenClaims
 
 if TYPE_CHECKING:
@@ -149,28 +150,9 @@ async def verify_expired(jwks: JwksCache, project_id: str, raw: str) -> TokenCla
     checked against the project's JWKS (by a key of its own audience); ``AuthError`` 401 for a
     token Stack did not sign for this project. Remote mode judges the expiry before asking
     Stack, so this is where a forged token with a past ``exp`` is told apart."""
-    header = read_header(raw)
-    kid = header.get("kid")
-    key = await jwks.get(kid) if isinstance(kid, str) else None
-    if key is None or not isinstance(kid, str):
-        raise invalid_token("The access token is signed with an unknown key")
-    try:
-        payload = jwt.decode(
-            raw,
-            key,
-            algorithms=["ES256"],
-            options={
-                "verify_exp": False,
-                "verify_aud": False,
-                "verify_iss": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-            },
-        )
-    except jwt.InvalidTokenError:
-        raise invalid_token("The access token's signature is invalid") from None
-    claims = read_claims(payload)
-    if jwks.audience_of(kid) != claims.aud or claims.aud.split(":", 1)[0] != project_id:
+    audience = await signature_audience(jwks, raw, read_header(raw))
+    claims = read_claims(jwt.decode(raw, options={"verify_signature": False}))
+    if audience != claims.aud or claims.aud.split(":", 1)[0] != project_id:
         raise invalid_token("The access token is signed with another audience's key")
     return claims
 

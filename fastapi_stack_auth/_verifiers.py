@@ -68,39 +68,18 @@ class RemoteVerifier:
             if claims.aud.split(":", 1)[0] == self._project_id:
                 raise invalid_token("The access token has an unknown audience")
             raise invalid_token("The access token was issued for another project")
-        if self._jwks is not None and self._jwks.loaded:
-            await self._check_signature(self._jwks, raw, header, claims.aud)
+        jwks = self._jwks
+        if (
+            jwks is not None
+            and jwks.loaded
+            and await signature_audience(jwks, raw, header) != claims.aud
+        ):
+            raise invalid_token("The access token is signed with another audience's key")
         user = await self.fetch_user(raw)
         if user.id != claims.sub:
             raise StackBadResponseError("GET /users/me returned another user than the token's")
         # Stack accepted the token, so its signature, issuer and expiry are good.
         return Identity(claims=claims, user=user)
-
-    @staticmethod
-    async def _check_signature(jwks: JwksCache, raw: str, header: dict[str, Any], aud: str) -> None:
-        # The signature only, by a key of the token's own audience: Stack judges the rest
-        # (issuer, revocation) when it is asked.
-        kid = header.get("kid")
-        key = await jwks.get(kid) if isinstance(kid, str) else None
-        if key is None or not isinstance(kid, str):
-            raise invalid_token("The access token is signed with an unknown key")
-        try:
-            jwt.decode(
-                raw,
-                key,
-                algorithms=["ES256"],
-                options={
-                    "verify_exp": False,
-                    "verify_aud": False,
-                    "verify_iss": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                },
-            )
-        except jwt.InvalidTokenError:
-            raise invalid_token("The access token's signature is invalid") from None
-        if jwks.audience_of(kid) != aud:
-            raise invalid_token("The access token is signed with another audience's key")
 
     async def fetch_user(self, raw: str) -> StackUser:
         """The full profile of ``raw``'s user from ``GET /users/me`` (no checks of our own)."""
@@ -111,3 +90,30 @@ class RemoteVerifier:
             raise StackBadResponseError(
                 f"GET /users/me returned an unexpected user ({exc.error_count()} problems)"
             ) from None
+
+
+async def signature_audience(jwks: JwksCache, raw: str, header: dict[str, Any]) -> str | None:
+    """Check only the signature of ``raw`` against the project's keys, and return the audience
+    of the key that signed it (the caller compares it with the token's ``aud``). Expiry, issuer
+    and revocation are left to the caller. Raises ``AuthError`` 401 for an unknown key or a bad
+    signature."""
+    kid = header.get("kid")
+    key = await jwks.get(kid) if isinstance(kid, str) else None
+    if key is None or not isinstance(kid, str):
+        raise invalid_token("The access token is signed with an unknown key")
+    try:
+        jwt.decode(
+            raw,
+            key,
+            algorithms=["ES256"],
+            options={
+                "verify_exp": False,
+                "verify_aud": False,
+                "verify_iss": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
+        )
+    except jwt.InvalidTokenError:
+        raise invalid_token("The access token's signature is invalid") from None
+    return jwks.audience_of(kid)
