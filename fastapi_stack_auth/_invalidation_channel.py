@@ -108,6 +108,7 @@ class InvalidationChannel:
         self._client: Redis | None = None
         self._subscribed = False
         self._down = False
+        self._stopping = False  # set by stop(): the listener ends at its next turn
         self._warned_forged = False
 
     def __repr__(self) -> str:
@@ -143,6 +144,7 @@ class InvalidationChannel:
             client_name="fastapi-stack-auth-invalidation",
         )
         first = asyncio.Event()
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._listen(first))
         await first.wait()
 
@@ -150,7 +152,12 @@ class InvalidationChannel:
         """Stop listening and close the connection (nothing is raised)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
+            self._stopping = True
+            # redis-py's read under a timeout can swallow a cancellation on Python 3.10
+            # (it comes back as a timeout, or as no message): cancel until the task ends.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
             await asyncio.gather(task, return_exceptions=True)
         client, self._client = self._client, None
         self._subscribed = False
@@ -191,7 +198,7 @@ class InvalidationChannel:
 
     async def _listen(self, first: asyncio.Event) -> None:
         missed = False  # whether messages may have gone by unheard
-        while True:
+        while not self._stopping:
             pubsub: PubSub | None = None
             try:
                 assert self._client is not None
@@ -209,20 +216,23 @@ class InvalidationChannel:
                 if self._on_sync is not None:
                     self._on_sync(deleted, missed)
                 first.set()
-                while True:
+                while not self._stopping:
                     message = await pubsub.get_message(True, timeout=HEARTBEAT)
                     if message is not None and message.get("type") == "message":
                         await self._received(message.get("data"))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._stopping:  # a swallowed cancellation, come back as an error
+                    return
                 missed, self._subscribed = True, False
                 self._failed(exc)
                 first.set()
             finally:
                 if pubsub is not None:
                     await _close(pubsub)
-            await asyncio.sleep(self.retry_interval)
+            if not self._stopping:
+                await asyncio.sleep(self.retry_interval)
 
     async def _subscribe(self, pubsub: PubSub) -> list[tuple[str, float]]:
         assert self._client is not None
