@@ -344,3 +344,30 @@ async def test_only_this_projects_entries_of_the_kinds_asked_are_deleted(
         await stack.invalidation.user_changed(USER_ID)  # identities, profiles, API keys
         with redis_server.client() as client:
             assert [bool(client.exists(key)) for key in planted] == [True, True, False]
+
+
+async def test_stop_ends_the_listener_even_when_a_read_swallows_the_cancellation(
+    stack_settings: dict[str, Any],
+    users_me: respx.Route,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As redis-py can on Python 3.10: a cancelled read under a timeout returns as no message.
+    from redis.asyncio.client import PubSub
+
+    read = PubSub.get_message
+
+    async def swallowing(self: PubSub, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await read(self, *args, **kwargs)
+        except asyncio.CancelledError:
+            return None
+
+    monkeypatch.setattr(PubSub, "get_message", swallowing)
+    stack = StackAuth(**stack_settings, cache_url=redis_url)
+    await stack.start()
+    channel = stack.invalidation.channel
+    assert channel is not None
+    assert channel.subscribed
+    await asyncio.wait_for(stack.stop(), 10)  # hung for ever before the fix
+    assert not channel.subscribed
