@@ -11,12 +11,14 @@ its asserts (it has none that need it): PYTEST_DONT_REWRITE.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -208,3 +210,18 @@ def redis_factory() -> Iterator[Callable[..., RedisServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def nothing_left_unclosed() -> Iterator[None]:
+    """Fail the test if a socket, transport or Redis client was garbage-collected unclosed."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        yield
+        gc.collect()
+    unclosed = [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, ResourceWarning) or "unclosed" in str(w.message).lower()
+    ]
+    assert not unclosed

@@ -7,11 +7,9 @@ mocked with respx. Waiting for another worker is polling with a deadline, never 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -28,6 +26,7 @@ from tests.jwt_helpers import JwksEndpoint, KeyRing
 from tests.redis_fixtures import RedisServer
 
 pytest_plugins = ["tests.redis_fixtures"]
+pytestmark = pytest.mark.usefixtures("nothing_left_unclosed")
 
 NAMESPACE = f"{KEY_PREFIX}:{PROJECT_ID}:".encode()
 CHANNEL = NAMESPACE + b"invalidate"
@@ -35,21 +34,6 @@ DELETED = NAMESPACE + b"deleted-users"
 OTHER_USER = "0a1b2c3d-0000-4000-8000-000000000002"
 TEAM = "7e7e7e7e-0000-4000-8000-0000000000a1"
 OTHER_TEAM = "7e7e7e7e-0000-4000-8000-0000000000a2"
-
-
-@pytest.fixture(autouse=True)
-def _nothing_left_unclosed() -> Iterator[None]:
-    """Fail the test if a socket, transport or Redis client was garbage-collected unclosed."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ResourceWarning)
-        yield
-        gc.collect()
-    unclosed = [
-        str(w.message)
-        for w in caught
-        if issubclass(w.category, ResourceWarning) or "unclosed" in str(w.message).lower()
-    ]
-    assert not unclosed
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gc
 import hashlib
 import json
 import logging
@@ -16,8 +15,7 @@ import math
 import subprocess
 import sys
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -50,24 +48,10 @@ from tests.jwt_helpers import JwksEndpoint, KeyRing
 from tests.redis_fixtures import RedisServer, free_port
 
 pytest_plugins = ["tests.redis_fixtures"]
+pytestmark = pytest.mark.usefixtures("nothing_left_unclosed")
 
 TIER_LOGGER = "fastapi_stack_auth"
 REDIS_PASSWORD = "redis-pw-0123456789-SECRET"
-
-
-@pytest.fixture(autouse=True)
-def _nothing_left_unclosed() -> Iterator[None]:
-    """Fail the test if a socket, transport or Redis client was garbage-collected unclosed."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ResourceWarning)
-        yield
-        gc.collect()
-    unclosed = [
-        str(w.message)
-        for w in caught
-        if issubclass(w.category, ResourceWarning) or "unclosed" in str(w.message).lower()
-    ]
-    assert not unclosed
 
 
 @pytest.fixture
