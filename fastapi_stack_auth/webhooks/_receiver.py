@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
@@ -18,9 +19,9 @@ from fastapi import APIRouter, Request, Response
 
 from .._settings import ENV_PREFIX
 from .._shared_cache import KEY_PREFIX
-from ._config import Configuration
+from ._config import Config, Configuration
 from ._dedupe import Seen, Shared
-from ._delivery import read_delivery
+from ._delivery import Delivery, read_delivery
 from ._events import WebhookEvent
 from ._handlers import Handlers
 from ._invalidate import invalidate
@@ -35,6 +36,22 @@ logger = logging.getLogger("fastapi_stack_auth.webhooks")
 E = TypeVar("E", bound=WebhookEvent)
 # A handler returns None (a plain function, run in the thread pool) or an awaitable (async def).
 R = TypeVar("R", bound=Optional[Awaitable[None]])  # noqa: UP045 - evaluated at runtime on 3.10
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """A verified delivery whose message id this worker holds until ``done`` or ``release``."""
+
+    config: Config
+    delivery: Delivery
+    stack: StackAuth | None
+    shared: Shared | None
+
+    async def done(self) -> None:
+        await self.config.deliveries.done(self.delivery.key, self.shared)
+
+    async def release(self) -> None:
+        await self.config.deliveries.release(self.delivery.key, self.shared)
 
 
 class StackWebhooks:
@@ -98,26 +115,19 @@ class StackWebhooks:
 
     async def _endpoint(self, request: Request) -> Response:
         try:
-            config = self._configuration.usable()
-            delivery = await read_delivery(request, config, self._clock)
-            stack = self._stack_for(request)
-            shared = _shared(stack)
-            seen = await config.deliveries.claim(delivery.key, shared)
-            if seen is Seen.DONE:
-                logger.info("Webhook %s was handled before: skipped", delivery.event.id)
+            claimed = await self._claim(request)
+            if claimed is None:
                 return Response(status_code=204)
-            if seen is Seen.BUSY:
-                raise busy()
             try:
-                await invalidate(stack, delivery.event)
-                await self._handlers.run(delivery.event)
+                await invalidate(claimed.stack, claimed.delivery.event)
+                await self._handlers.run(claimed.delivery.event)
             except Exception:
-                await config.deliveries.release(delivery.key, shared)
+                await claimed.release()
                 raise handler_failed() from None
             except BaseException:  # cancelled: the sender will try again
-                await config.deliveries.release(delivery.key, shared)
+                await claimed.release()
                 raise
-            await config.deliveries.done(delivery.key, shared)
+            await claimed.done()
             return Response(status_code=204)
         except Refusal as refusal:
             return refusal.response()
@@ -131,25 +141,33 @@ class StackWebhooks:
         is released so Stack's retry runs it again. Refusals are raised as ``AuthError``.
         """
         try:
-            config = self._configuration.usable()
-            delivery = await read_delivery(request, config, self._clock)
-            stack = self._stack_for(request)
-            shared = _shared(stack)
-            seen = await config.deliveries.claim(delivery.key, shared)
-            if seen is Seen.DONE:
-                logger.info("Webhook %s was handled before: skipped", delivery.event.id)
+            claimed = await self._claim(request)
+            if claimed is None:
                 raise already_handled()
-            if seen is Seen.BUSY:
-                raise busy()
         except Refusal as refusal:
             raise refusal.error() from None
         try:
-            await invalidate(stack, delivery.event)
-            yield delivery.event
+            await invalidate(claimed.stack, claimed.delivery.event)
+            yield claimed.delivery.event
         except BaseException:
-            await config.deliveries.release(delivery.key, shared)
+            await claimed.release()
             raise
-        await config.deliveries.done(delivery.key, shared)
+        await claimed.done()
+
+    async def _claim(self, request: Request) -> _Claimed | None:
+        """Verify and parse the delivery and claim its message id: ``None`` when that message
+        was handled before; ``Refusal`` raised when it cannot be taken now."""
+        config = self._configuration.usable()
+        delivery = await read_delivery(request, config, self._clock)
+        stack = self._stack_for(request)
+        shared = _shared(stack)
+        seen = await config.deliveries.claim(delivery.key, shared)
+        if seen is Seen.DONE:
+            logger.info("Webhook %s was handled before: skipped", delivery.event.id)
+            return None
+        if seen is Seen.BUSY:
+            raise busy()
+        return _Claimed(config, delivery, stack, shared)
 
     def _stack_for(self, request: Request) -> StackAuth | None:
         if self._stack is not None:
