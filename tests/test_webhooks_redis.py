@@ -62,7 +62,10 @@ async def workers(
     async with AsyncExitStack() as stack_of:
         started = []
         for _ in range(count):
-            stack = await stack_of.enter_async_context(StackAuth(**settings, cache_url=redis_url))
+            # A generous Redis timeout: under a loaded machine the default 0.1 s would let a
+            # worker skip Redis and fall back to its own memory (it runs the handlers again).
+            tuned = {**settings, "cache_url": redis_url, "cache_timeout": 2.0}
+            stack = await stack_of.enter_async_context(StackAuth(**tuned))
             hooks = StackWebhooks(webhook_secret=secret, clock=Clock())
             setup(hooks)
             app = FastAPI()
