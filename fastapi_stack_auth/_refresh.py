@@ -41,7 +41,7 @@ from ._jwks import JwksCache
 from ._pipeline import REJECTION_TTL
 from ._refresh_relay import RELAY_KEY, SCOPE_KEY, Refreshed, warn_no_relay
 from ._settings import StackAuthSettings
-from ._tokens import MAX_TOKEN_BYTES, read_claims, read_header
+from ._tokens import MAX_TOKEN_BYTES, read_unverified
 from ._verifiers import signature_audience
 from .models import Identity, TokenClaims
 
@@ -150,8 +150,8 @@ async def verify_expired(jwks: JwksCache, project_id: str, raw: str) -> TokenCla
     checked against the project's JWKS (by a key of its own audience); ``AuthError`` 401 for a
     token Stack did not sign for this project. Remote mode judges the expiry before asking
     Stack, so this is where a forged token with a past ``exp`` is told apart."""
-    audience = await signature_audience(jwks, raw, read_header(raw))
-    claims = read_claims(jwt.decode(raw, options={"verify_signature": False}))
+    header, claims = read_unverified(raw)
+    audience = await signature_audience(jwks, raw, header)
     if audience != claims.aud or claims.aud.split(":", 1)[0] != project_id:
         raise invalid_token("The access token is signed with another audience's key")
     return claims

@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import json
 import re
 from collections.abc import Iterable
 from typing import Any
 
-import jwt
 from pydantic import ValidationError
 
 from ._answers import invalid_token, malformed_credentials
@@ -93,7 +91,7 @@ def credentials_from_headers(
             raise malformed_credentials("The x-stack-api-key header is empty")
     authorization = found.get(b"authorization")
     if authorization is not None:
-        bearer = _bearer_credential(_ascii(authorization, "Authorization"))
+        bearer = _bearer_credential(authorization)
         if bearer.startswith(API_KEY_PREFIXES):
             if api_key is not None:
                 raise malformed_credentials("Send one API key, not two")
@@ -108,10 +106,17 @@ def credentials_from_headers(
 def _collect(
     raw_headers: Iterable[tuple[bytes, bytes]], names: tuple[bytes, ...]
 ) -> dict[bytes, bytes]:
+    # Of an ``Authorization`` header only a bearer credential is ours, and only the credential
+    # (what follows the scheme) is kept; other schemes are skipped before any other check.
     found: dict[bytes, bytes] = {}
     for name, value in raw_headers:
-        if name not in names or (name == b"authorization" and not _is_bearer(value)):
+        if name not in names:
             continue
+        if name == b"authorization":
+            parts = value.split(None, 1)
+            if not parts or parts[0].lower() != b"bearer":
+                continue
+            value = parts[1] if len(parts) == 2 else b""
         if name in found:
             raise malformed_credentials(f"The {name.decode()} header is sent more than once")
         found[name] = value
@@ -126,15 +131,10 @@ def _tokens_from(found: dict[bytes, bytes]) -> tuple[str | None, str | None]:
     elif b"x-stack-auth" in found:
         token, refresh = _from_json(_ascii(found[b"x-stack-auth"], "x-stack-auth"), "x-stack-auth")
     if token is None and b"authorization" in found:
-        token, refresh = _from_authorization(_ascii(found[b"authorization"], "Authorization"))
+        token, refresh = _from_bearer(_bearer_credential(found[b"authorization"]))
     if token is not None and len(token) > MAX_TOKEN_BYTES:
         raise invalid_token("The access token is too long")
     return token, refresh
-
-
-def _is_bearer(value: bytes) -> bool:
-    parts = value.split(None, 1)
-    return bool(parts) and parts[0].lower() == b"bearer"
 
 
 def _ascii(value: bytes, name: str) -> str:
@@ -144,16 +144,15 @@ def _ascii(value: bytes, name: str) -> str:
         raise malformed_credentials(f"The {name} header must be ASCII") from None
 
 
-def _bearer_credential(value: str) -> str:
-    parts = value.split(None, 1)
-    credentials = parts[1].strip() if len(parts) == 2 else ""
+def _bearer_credential(value: bytes) -> str:
+    # ``value``: what follows ``Bearer`` (``_collect``).
+    credentials = _ascii(value, "Authorization")
     if not credentials:
         raise malformed_credentials("The Authorization header has no bearer token")
     return credentials
 
 
-def _from_authorization(value: str) -> tuple[str | None, str | None]:
-    credentials = _bearer_credential(value)
+def _from_bearer(credentials: str) -> tuple[str | None, str | None]:
     for prefix in _JSON_BEARER_PREFIXES:
         if credentials.startswith(prefix):
             encoded = credentials[len(prefix) :]
@@ -203,35 +202,66 @@ def usable_refresh_token(value: object) -> str | None:
 def read_header(raw: str) -> dict[str, Any]:
     """The JOSE header of ``raw``, unverified; 401 unless ``raw`` is a JWT signed with ES256.
 
-    Before PyJWT reads it, ``raw`` must be at most ``MAX_TOKEN_BYTES`` long, three base64url
-    segments and UTF-8 JSON inside: PyJWT also takes ``=`` padding, and (``json.loads`` of
-    bytes) UTF-16/32 or a byte order mark, none of which is a JWT (RFC 7515, RFC 7519) nor ever
-    sent by Stack. Such a token is refused here, in either mode, without any I/O.
+    ``raw`` must be at most ``MAX_TOKEN_BYTES`` long and three base64url segments without
+    padding (RFC 7515; PyJWT itself also takes ``=`` padding, which Stack never sends), the
+    header a UTF-8 JSON object. Such a token is refused here, in either mode, without any I/O.
+    The header only picks the key: the signature check (PyJWT) reads and checks it again.
     """
+    return _split(raw)[0]
+
+
+def read_unverified(raw: str) -> tuple[dict[str, Any], TokenClaims]:
+    """The header and the claims of ``raw``, neither verified: what may reject a token before
+    any call (expired, another project), never what accepts one. Raises as ``read_header``,
+    and 401 for claims that are not a UTF-8 JSON object or lack what every Stack token has."""
+    header, payload = _split(raw)
+    return header, read_claims(_json_object(_utf8(payload)))
+
+
+def _split(raw: str) -> tuple[dict[str, Any], str]:
+    # The header, read and checked, and the payload segment as it came.
     if len(raw) > MAX_TOKEN_BYTES:
         raise invalid_token("The access token is too long")
-    if not _COMPACT_JWS.fullmatch(raw) or not all(map(_utf8, raw.split(".")[:2])):
+    if not _COMPACT_JWS.fullmatch(raw):
         raise invalid_token("The access token is not a JWT")
-    try:
-        # The header segment alone (PyJWT checks each character of what it decodes in Python:
-        # the whole token once more would cost ~70 us); the signature is judged later.
-        header = jwt.get_unverified_header(raw.partition(".")[0] + "..")
-    except jwt.InvalidTokenError:
-        raise invalid_token("The access token is not a JWT") from None
+    header_segment, payload_segment, signature_segment = raw.split(".")
+    _decoded(signature_segment)
+    header = _json_object(_utf8(header_segment))
     if header.get("alg") != "ES256":
         raise invalid_token("The access token is not signed with ES256")
-    return header
+    return header, payload_segment
 
 
-def _utf8(segment: str) -> bool:
-    # Only UTF-16/32 (told apart by NUL bytes, which UTF-8 JSON never holds) or a BOM makes
-    # ``json.loads(data)`` read what ``json.loads(data.decode("utf-8"))`` refuses.
-    try:
+def _decoded(segment: str) -> bytes:
+    # One spelling per token, as PyJWT checks: a length base64 can have, and no stray bits in
+    # the last character (``segment`` holds only base64url characters: ``_COMPACT_JWS``).
+    if len(segment) % 4 != 1:
         data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        data.decode("utf-8")
-    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
-        return False
-    return b"\x00" not in data and not data.startswith(codecs.BOM_UTF8)
+        if base64.urlsafe_b64encode(data).rstrip(b"=") == segment.encode():
+            return data
+    raise invalid_token("The access token is not a JWT")
+
+
+def _utf8(segment: str) -> str:
+    # Only UTF-16/32 (told apart by NUL bytes, which UTF-8 JSON never holds) or a BOM makes
+    # ``json.loads(data)`` (PyJWT) read what ``json.loads(data.decode("utf-8"))`` refuses.
+    try:
+        text = _decoded(segment).decode("utf-8")
+    except ValueError:  # UnicodeDecodeError
+        raise invalid_token("The access token is not a JWT") from None
+    if "\x00" in text or text.startswith("\ufeff"):
+        raise invalid_token("The access token is not a JWT")
+    return text
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise invalid_token("The access token is not a JWT") from None
+    if not isinstance(value, dict):
+        raise invalid_token("The access token is not a JWT")
+    return value
 
 
 def read_claims(payload: dict[str, Any]) -> TokenClaims:

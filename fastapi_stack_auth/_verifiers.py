@@ -19,7 +19,7 @@ from ._answers import invalid_token, token_expired
 from ._client import StackClient
 from ._exceptions import StackBadResponseError
 from ._jwks import JwksCache
-from ._tokens import read_claims, read_header
+from ._tokens import read_unverified
 from .models import Identity, StackUser
 
 
@@ -56,12 +56,7 @@ class RemoteVerifier:
 
     async def verify(self, raw: str) -> Identity:
         """Verify ``raw`` by fetching its user from Stack Auth."""
-        header = read_header(raw)
-        try:
-            payload = jwt.decode(raw, options={"verify_signature": False})
-        except jwt.InvalidTokenError:
-            raise invalid_token("The access token is not a JWT") from None
-        claims = read_claims(payload)
+        header, claims = read_unverified(raw)
         if claims.exp <= self._clock():
             raise token_expired()
         if claims.aud not in self._audiences:
