@@ -5,7 +5,7 @@ Each dependency resolves the signed-in user with a ``UserDependency`` (``current
 default) or, for machines calling with a user's API key, a ``PrincipalDependency`` that accepts
 user principals only. It is called directly rather than declared as a FastAPI sub-dependency:
 FastAPI's own resolution of one more dependency costs about a tenth of a no-op request, the
-whole budget of a cached check. A cache hit is then one digest and one dictionary lookup.
+whole budget of a cached check. A cache hit is then one dictionary lookup, keyed by the ids.
 """
 
 from __future__ import annotations

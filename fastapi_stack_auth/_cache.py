@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 
 from cachetools import Cache, TLRUCache
 
@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from ._shared_cache import SharedCache
 
 V = TypeVar("V")
+
+#: A cache key: the SHA-256 digest of a secret (``token_key``: tokens and API keys are never
+#: keys in clear), or a plain string of ids, which are not secret.
+CacheKey: TypeAlias = str | bytes
 
 #: A loader returns the value and the wall-clock time (epoch seconds) after which it is stale.
 Loader = Callable[[], Awaitable[tuple[V, float]]]
@@ -31,7 +35,7 @@ def token_key(token: str) -> bytes:
 
 
 class TokenCache(Generic[V]):
-    """Maps token digests to verified values.
+    """Maps keys (``CacheKey``: token digests, or ids) to verified values.
 
     An entry lives ``ttl`` seconds but never past the expiry its loader reports (the token's
     ``exp``), measured on the wall clock like ``exp`` itself; at ``maxsize`` entries the least
@@ -63,32 +67,32 @@ class TokenCache(Generic[V]):
         self._clock = clock
         # value: (cached value, its own expiry, its tags); TLRUCache asks ``_expiry`` when it
         # is stored.
-        self._entries: TLRUCache[bytes, tuple[V, float, Tags]] = TLRUCache(
+        self._entries: TLRUCache[CacheKey, tuple[V, float, Tags]] = TLRUCache(
             maxsize, ttu=self._expiry, timer=clock
         )
-        self._inflight: dict[bytes, asyncio.Task[V]] = {}
+        self._inflight: dict[CacheKey, asyncio.Task[V]] = {}
         self._generation = 0  # bumped by ``drop`` and ``clear``: loads started before keep out
 
-    def _expiry(self, _key: bytes, entry: tuple[V, float, Tags], now: float) -> float:
+    def _expiry(self, _key: CacheKey, entry: tuple[V, float, Tags], now: float) -> float:
         return min(now + self.ttl, entry[1])
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: bytes) -> V | None:
+    def get(self, key: CacheKey) -> V | None:
         """The cached value for ``key``, or ``None``."""
         try:
             return self._entries[key][0]  # one expiry check (``get`` would make two)
         except KeyError:
             return None
 
-    def put(self, key: bytes, value: V, expires_at: float, tags: Tags = ()) -> None:
+    def put(self, key: CacheKey, value: V, expires_at: float, tags: Tags = ()) -> None:
         """Cache ``value`` until ``expires_at`` (epoch seconds) or the TTL, whichever is first;
         ``tags`` name the users and teams it is about (see ``drop``)."""
         if min(self.ttl, expires_at - self._clock()) > 0:
             self._entries[key] = (value, expires_at, tags)
 
-    def discard(self, key: bytes) -> None:
+    def discard(self, key: CacheKey) -> None:
         """Forget ``key`` (e.g. after a sign-out the app learned about)."""
         self._entries.pop(key, None)
 
@@ -122,7 +126,7 @@ class TokenCache(Generic[V]):
 
     async def get_or_load(
         self,
-        key: bytes,
+        key: CacheKey,
         loader: Loader[V],
         *,
         tags: Tagger[V] | None = None,
@@ -146,7 +150,7 @@ class TokenCache(Generic[V]):
         return await asyncio.shield(task)
 
     async def _load(
-        self, key: bytes, loader: Loader[V], tagger: Tagger[V] | None, vet: Vetter[V] | None
+        self, key: CacheKey, loader: Loader[V], tagger: Tagger[V] | None, vet: Vetter[V] | None
     ) -> V:
         generation = self._generation
         shared = self.shared
@@ -176,7 +180,7 @@ class TokenCache(Generic[V]):
                 await shared.put(key, value, until)
         return value
 
-    def _done(self, key: bytes, task: asyncio.Task[V]) -> None:
+    def _done(self, key: CacheKey, task: asyncio.Task[V]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
         if not task.cancelled():

@@ -10,7 +10,6 @@ answer serves every team of that user (and gives the ``Team`` for free).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -39,24 +38,24 @@ from ._subjects import (
 )
 from .models import Team
 
-
-def team_key(user_id: str, team_id: str, permission_id: str) -> bytes:
-    """Cache key of a team permission question (``team_id`` lower-case): a digest."""
-    # IDs are UUIDs and permission ids ``[$a-z0-9_:]``: no NUL, so the join is unambiguous.
-    return _sha256(f"team\x00{user_id}\x00{team_id}\x00{permission_id}".encode()).digest()
+# Cache keys of permission questions: the ids in clear (they are not secret), NUL-joined. IDs
+# are UUIDs and permission ids ``[$a-z0-9_:]``: no NUL, so the join is unambiguous. The shared
+# tier hashes them for its key names.
 
 
-def project_key(user_id: str, permission_id: str) -> bytes:
-    """Cache key of a project permission question: a digest."""
-    return _sha256(f"project\x00{user_id}\x00{permission_id}".encode()).digest()
+def team_key(user_id: str, team_id: str, permission_id: str) -> str:
+    """Cache key of a team permission question (``team_id`` lower-case)."""
+    return f"team\x00{user_id}\x00{team_id}\x00{permission_id}"
 
 
-def teams_key(user_id: str) -> bytes:
-    """Cache key of a user's teams: a digest."""
-    return _sha256(f"teams\x00{user_id}".encode()).digest()
+def project_key(user_id: str, permission_id: str) -> str:
+    """Cache key of a project permission question."""
+    return f"project\x00{user_id}\x00{permission_id}"
 
 
-_sha256 = hashlib.sha256
+def teams_key(user_id: str) -> str:
+    """Cache key of a user's teams."""
+    return f"teams\x00{user_id}"
 
 
 # --- shared-tier codecs ---------------------------------------------------------------------
@@ -172,7 +171,7 @@ class Permissions:
         return await self.load_project_permission(key, user_id, permission_id)
 
     async def load_team_permission(
-        self, key: bytes, user_id: str, team_id: str, permission_id: str
+        self, key: str, user_id: str, team_id: str, permission_id: str
     ) -> bool:
         """The miss path of ``has_team_permission`` (``key`` from ``team_key``): the shared
         tier, else one call to Stack shared by concurrent askers."""
@@ -180,7 +179,7 @@ class Permissions:
         tags = team_permission_tags(user_id, team_id)
         return await self.team_permissions.get_or_load(key, load, tags=lambda _: tags)
 
-    async def load_project_permission(self, key: bytes, user_id: str, permission_id: str) -> bool:
+    async def load_project_permission(self, key: str, user_id: str, permission_id: str) -> bool:
         """The miss path of ``has_project_permission`` (``key`` from ``project_key``)."""
         load = partial(self._load_project_permission, user_id, permission_id)
         tags = (user_subject(user_id),)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from ._cache import CacheKey
 from ._redis_tier import GuardedTier
 from ._settings import StackAuthSettings
 from ._subjects import IDENTITY, PROFILE, Tags
@@ -118,9 +119,14 @@ def load_profile(data: bytes) -> tuple[StackUser, float]:
 
 
 class SharedCache(Generic[V]):
-    """One kind of value in the tier, by the token digest the in-process cache uses as its key:
-    keys, signed values, TTLs, and, with an ``index``, the entries listed under the subjects
-    ``put`` is given. Neither ``get`` nor ``put`` raises."""
+    """One kind of value in the tier, by the key the in-process cache uses: key names, signed
+    values, TTLs, and, with an ``index``, the entries listed under the subjects ``put`` is
+    given. Neither ``get`` nor ``put`` raises.
+
+    A ``bytes`` key is a digest already (of a token or an API key, which are never kept in
+    clear); a ``str`` key (ids, which are not secret) is hashed here, so that no id is written
+    in clear in a key name either.
+    """
 
     def __init__(
         self,
@@ -140,9 +146,13 @@ class SharedCache(Generic[V]):
         self._index = index
         self._warned = False
 
-    async def get(self, digest: bytes) -> tuple[V, float] | None:
+    def _name(self, key: CacheKey) -> bytes:
+        digest = key if isinstance(key, bytes) else hashlib.sha256(key.encode()).digest()
+        return self._prefix + digest.hex().encode()
+
+    async def get(self, cache_key: CacheKey) -> tuple[V, float] | None:
         """The value and the epoch second until which it may be trusted, or ``None``."""
-        key = self._prefix + digest.hex().encode()
+        key = self._name(cache_key)
         data = await self.tier.get(key)
         if data is None:
             return None
@@ -163,14 +173,14 @@ class SharedCache(Generic[V]):
             return None
         return (value, until) if until > self._clock() else None
 
-    async def put(self, digest: bytes, value: V, until: float, tags: Tags = ()) -> None:
+    async def put(self, cache_key: CacheKey, value: V, until: float, tags: Tags = ()) -> None:
         """Share ``value`` until ``until`` (epoch seconds), listed under ``tags`` in the index;
         skipped under a second to live."""
         now = self._clock()
         lifetime = until - now
         if not 1 <= lifetime < math.inf:  # under a second to live (or NaN): not worth it
             return
-        key = self._prefix + digest.hex().encode()
+        key = self._name(cache_key)
         try:
             body = self._dump(value, until)
         except Exception as exc:  # a value that cannot be shared is still served

@@ -7,6 +7,7 @@ mocked with respx. Waiting for another worker is polling with a deadline, never 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -66,7 +67,9 @@ async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 
         await asyncio.sleep(0.005)
 
 
-def entry_key(kind: str, digest: bytes) -> bytes:
+def entry_key(kind: str, key: str | bytes) -> bytes:
+    """The Redis name of a cache entry: a token's digest as it is, ids hashed."""
+    digest = key if isinstance(key, bytes) else hashlib.sha256(key.encode()).digest()
     return NAMESPACE + kind.encode() + b":" + digest.hex().encode()
 
 
