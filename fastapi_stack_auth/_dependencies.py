@@ -80,8 +80,9 @@ class UserDependency(SecurityBase):
         except StackAuthError as exc:
             raise answer(conn, exc) from None
         identity, user = found or (None, None)
-        conn.state.stack_user = user
-        conn.state.stack_claims = identity.claims if identity is not None else None
+        state = conn.state
+        state.stack_user = user
+        state.stack_claims = identity.claims if identity is not None else None
         return user
 
     async def _resolve(self, conn: HTTPConnection) -> tuple[Identity, StackUser] | None:
