@@ -116,8 +116,6 @@ class JwtVerifier:
         if "=" in raw:
             raise invalid_token("The access token is not a JWT")
         header = read_header(raw)
-        if "crit" in header:
-            raise invalid_token("The access token has critical header parameters")
         kid = header.get("kid")
         if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
             raise invalid_token("The access token names no signing key")

@@ -229,6 +229,11 @@ def _split(raw: str) -> tuple[dict[str, Any], str]:
     header = _json_object(_utf8(header_segment))
     if header.get("alg") != "ES256":
         raise invalid_token("The access token is not signed with ES256")
+    # As PyJWT refuses them, before any call: Stack sends none of these.
+    if "crit" in header:
+        raise invalid_token("The access token has critical header parameters")
+    if "b64" in header or not isinstance(header.get("kid", ""), str):
+        raise invalid_token("The access token is not a JWT")
     return header, payload_segment
 
 

@@ -315,6 +315,7 @@ def token_from(header: object, payload: object) -> str:
 
 
 NOT_A_JWT = ("error", 401, "INVALID_TOKEN", "The access token is not a JWT")
+GOOD = {"sub": "u", "aud": "p", "exp": 2_000_000_000}
 NOT_ES256 = ("error", 401, "INVALID_TOKEN", "The access token is not signed with ES256")
 NO_CLAIMS = (
     "error",
@@ -364,11 +365,31 @@ async def test_read_a_real_fixture_token() -> None:
         (token_from({"alg": "ES256"}, {"sub": "u", "aud": "p"}), "no exp"),
         (token_from({"alg": "ES256"}, {"sub": "u", "aud": 5, "exp": 1}), "aud not a string"),
         (token_from({"alg": "ES256"}, {"sub": "u", "aud": "p", "exp": "x"}), "exp not int"),
+        # Header parameters PyJWT refuses (Stack sends none of them): refused before I/O too.
+        *(
+            (token_from({"alg": "ES256", "kid": "k", **extra}, GOOD), why)
+            for extra, why in (
+                ({"kid": 5}, "kid a number"),
+                ({"kid": None}, "kid null"),
+                ({"kid": ["a"]}, "kid a list"),
+                ({"crit": ["exp"]}, "crit"),
+                ({"crit": []}, "crit empty"),
+                ({"b64": False}, "unencoded payload (RFC 7797)"),
+                ({"b64": True}, "b64 at all"),
+            )
+        ),
     ],
 )
 async def test_what_cannot_be_a_stack_token_is_refused_before_io(raw: str, why: str) -> None:
     outcome = await read(raw)
     assert outcome[:3] == ("error", 401, "INVALID_TOKEN"), why
+
+
+def test_a_critical_header_parameter_is_refused_in_both_modes() -> None:
+    # read_header is what JWT mode reads the key id with, as remote mode does.
+    with pytest.raises(AuthError) as refused:
+        read_header(token_from({"alg": "ES256", "kid": "k", "crit": ["exp"]}, GOOD))
+    assert refused.value.detail == "The access token has critical header parameters"
 
 
 @pytest.mark.parametrize(
