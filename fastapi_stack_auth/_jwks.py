@@ -140,7 +140,7 @@ def freshness(headers: Mapping[str, str]) -> float:
     if match is None:
         return DEFAULT_TTL
     age = headers.get("age", "")
-    ttl = float(match.group(1)) - (float(age) if age.isdigit() else 0.0)
+    ttl = float(match.group(1)) - (float(age) if age.isascii() and age.isdigit() else 0.0)
     return min(max(ttl, MIN_TTL), MAX_TTL)
 
 

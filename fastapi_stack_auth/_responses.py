@@ -50,6 +50,16 @@ def status_of(response: httpx.Response) -> int:
     return status
 
 
+def declares_over(content_length: str, limit: int) -> bool:
+    """Whether a ``Content-Length`` value declares more than ``limit`` bytes. A value that is
+    not plain ASCII digits declares nothing (``str.isdigit`` also takes "²", which ``int``
+    refuses), and one too long for ``int`` is over any limit."""
+    if not (content_length.isascii() and content_length.isdigit()):
+        return False
+    digits = content_length.lstrip("0")
+    return len(digits) > len(str(limit)) or int(digits or "0") > limit
+
+
 async def read_body(response: httpx.Response) -> bytes:
     """The body ``_decode`` will read (none for a 429/5xx, or a 4xx without Stack's envelope),
     decoded; ``StackBadResponseError`` past ``MAX_BODY_BYTES``, without reading on."""
@@ -57,8 +67,7 @@ async def read_body(response: httpx.Response) -> bytes:
     known = response.headers.get("x-stack-known-error")
     if status == 429 or status >= 500 or (status >= 400 and not known):
         return b""
-    length = response.headers.get("content-length", "")
-    if length.isascii() and length.isdigit() and (len(length) > 9 or int(length) > MAX_BODY_BYTES):
+    if declares_over(response.headers.get("content-length", ""), MAX_BODY_BYTES):
         raise StackBadResponseError(f"the response body is over {MAX_BODY_BYTES} bytes")
     body = bytearray()
     async for chunk in response.aiter_bytes():  # decoded: a gzip bomb is cut short too

@@ -369,7 +369,8 @@ async def call(app: FastAPI, headers: dict[str, str], body: Body) -> tuple[int, 
         "raw_path": PATH.encode(),
         "root_path": "",
         "query_string": b"",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        # Latin-1, as Starlette reads header values: a test can send any byte.
+        "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()],
         "client": ("127.0.0.1", 1234),
         "server": ("receiver", 80),
     }
@@ -390,6 +391,23 @@ async def test_an_announced_oversize_body_is_refused_before_reading_it(
     assert status == 413
     assert json.loads(content) == TOO_LARGE
     assert body.read == 0
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [
+        ("\u00b2", 204),  # isdigit() says yes, int() says no: declares nothing, the body is read
+        ("9" * 5000, 413),  # too long for int(): over any limit
+        ("0" * 30 + "1", 204),  # leading zeros: one byte, not a long number
+    ],
+)
+async def test_an_odd_content_length_is_never_a_500(
+    length: str, status: int, app_and_recorder: tuple[FastAPI, Recorder]
+) -> None:
+    body, headers = signed(payload("team.deleted.json"))
+    chunks = Body(iter([body]))
+    answer, _ = await call(app_and_recorder[0], {**headers, "content-length": length}, chunks)
+    assert answer == status
 
 
 @pytest.mark.parametrize("chunk_size", [1, 1000, 65_536])

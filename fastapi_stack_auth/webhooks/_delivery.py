@@ -15,6 +15,7 @@ from fastapi import Request
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 
+from .._responses import declares_over
 from ._config import Config
 from ._events import WebhookEvent, build_event
 from ._refusals import not_verified, payload_invalid, too_large
@@ -36,8 +37,7 @@ class Delivery:
 async def read_delivery(request: Request, config: Config, clock: Callable[[], float]) -> Delivery:
     """The verified delivery of ``request``, or ``Refusal`` 400/413."""
     settings = config.settings
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > settings.webhook_max_body:
+    if declares_over(request.headers.get("content-length", ""), settings.webhook_max_body):
         logger.info("Refused a webhook delivery: Content-Length over the limit")
         raise too_large()
     try:
