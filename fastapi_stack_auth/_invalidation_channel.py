@@ -18,8 +18,8 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,7 +44,6 @@ EventName = Literal[
     "team_changed",
     "team_deleted",
 ]
-EVENT_NAMES: frozenset[str] = frozenset(get_args(EventName))
 #: Seconds the subscriber waits for a message before it checks its connection (PING).
 HEARTBEAT = 30.0
 #: Seconds at most for (re)subscribing and reading the deleted users.
@@ -97,7 +96,6 @@ class InvalidationChannel:
         self._index = index
         self.channel = index.namespace + b"invalidate"
         self._deleted = DeletedUsersSet(index.namespace, self._mac_key, denied, clock=clock)
-        self.deleted_key = self._deleted.key
         #: Seconds between two attempts to subscribe again.
         self.retry_interval = RETRY_INTERVAL
         #: Tells this worker's messages from the others'.
@@ -173,7 +171,7 @@ class InvalidationChannel:
         """Delete the tier's entries of ``selectors``, record a deleted user, then publish
         ``event``, in that order (a worker told to drop its entries must not find them in
         Redis); ``False`` if Redis did not take it."""
-        body = _Message(origin=self.origin, **_fields(event)).model_dump_json().encode()
+        body = _Message(origin=self.origin, **asdict(event)).model_dump_json().encode()
         message = seal(self._mac_key, self.channel, body)
 
         async def send(client: Redis) -> bool:
@@ -292,10 +290,6 @@ class InvalidationChannel:
             "no answer in time" if timed_out else type(exc).__name__,
             self.retry_interval,
         )
-
-
-def _fields(event: Event) -> dict[str, Any]:
-    return {"name": event.name, "user_id": event.user_id, "team_id": event.team_id, "at": event.at}
 
 
 async def _close(pubsub: PubSub) -> None:

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -336,7 +336,7 @@ WEBHOOK_TEST_SECRET = new_webhook_secret()
 class WebhookSigner:
     """Signs webhook payloads with ``secret`` as Stack's sender (Svix) does."""
 
-    secret: str
+    secret: str = field(repr=False)
 
     def __call__(
         self,

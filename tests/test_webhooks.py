@@ -796,6 +796,7 @@ def test_the_signer_fixture_sets_the_secret_and_signs_with_it(
     import os
 
     assert stack_webhook_signer.secret == WEBHOOK_TEST_SECRET
+    assert WEBHOOK_TEST_SECRET not in repr(stack_webhook_signer)  # e.g. in pytest -l output
     assert os.environ["STACK_WEBHOOK_SECRET"] == WEBHOOK_TEST_SECRET
     hooks = StackWebhooks()  # reads the variable the fixture set
     recorder = Recorder()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar
 from fastapi import APIRouter, Request, Response
 
 from .._settings import ENV_PREFIX
-from .._shared_cache import KEY_PREFIX
+from .._shared_cache import namespace
 from ._config import Config, Configuration
 from ._dedupe import Seen, Shared
 from ._delivery import Delivery, read_delivery
@@ -180,4 +180,4 @@ def _shared(stack: StackAuth | None) -> Shared | None:
     """The Redis tier of ``stack`` and its prefix for message ids, if it has one."""
     if stack is None or stack.shared_tier is None:
         return None
-    return stack.shared_tier, f"{KEY_PREFIX}:{stack.settings.project_id}:webhook:".encode()
+    return stack.shared_tier, (namespace(stack.settings.project_id) + "webhook:").encode()
