@@ -16,7 +16,7 @@ from typing import TextIO
 
 import httpx
 from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 from ._client import StackClient
 from ._doctor_checks import (
@@ -59,13 +59,7 @@ class CheckResult:
 
 class _WebhookSettings(BaseSettings):
     # Read as StackAuthSettings reads its fields: the prefix, then .env; never printed.
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        str_strip_whitespace=True,
-    )
+    model_config = StackAuthSettings.model_config
 
     webhook_secret: SecretStr | None = None
 

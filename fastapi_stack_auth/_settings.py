@@ -229,6 +229,22 @@ def env_name(field: str, prefix: str = ENV_PREFIX) -> str:
     return f"{prefix}{field.upper()}"
 
 
+def config_problems(exc: ValidationError, env_prefix: str = ENV_PREFIX) -> list[str]:
+    """One line per bad setting of ``exc``, naming its variable: field names and pydantic's
+    text only, never an input (a secret in the wrong variable cannot leak)."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        # Our validators name the default variables (STACK_VERIFY): name this prefix's.
+        msg = error["msg"].replace(ENV_PREFIX, env_prefix)
+        if error["type"] == "missing":
+            why = "" if msg == "Field required" else f" ({msg})"
+            problems.append(f"{env_name(field, env_prefix)} is required but not set{why}")
+        else:
+            problems.append(f"{env_name(field, env_prefix)} is invalid: {msg}")
+    return problems
+
+
 def load_settings(env_prefix: str = ENV_PREFIX, **overrides: Any) -> StackAuthSettings:
     """Settings from ``env_prefix`` + field variables and ``overrides``, or a
     ``StackAuthConfigError`` naming each bad variable. The message holds field names and
@@ -236,16 +252,7 @@ def load_settings(env_prefix: str = ENV_PREFIX, **overrides: Any) -> StackAuthSe
     try:
         return StackAuthSettings(_env_prefix=env_prefix, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_input=False, include_url=False):
-            field = str(error["loc"][0]) if error["loc"] else "?"
-            # Our validators name the default variables (STACK_VERIFY): name this prefix's.
-            msg = error["msg"].replace(ENV_PREFIX, env_prefix)
-            if error["type"] == "missing":
-                why = "" if msg == "Field required" else f" ({msg})"
-                problems.append(f"{env_name(field, env_prefix)} is required but not set{why}")
-            else:
-                problems.append(f"{env_name(field, env_prefix)} is invalid: {msg}")
+        problems = config_problems(exc, env_prefix)
         raise StackAuthConfigError(
             "Stack Auth settings are missing or invalid: "
             + "; ".join(problems)

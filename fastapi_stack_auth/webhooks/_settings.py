@@ -9,10 +9,10 @@ from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 from .._exceptions import StackAuthConfigError
-from .._settings import ENV_PREFIX, env_name
+from .._settings import ENV_PREFIX, StackAuthSettings, config_problems
 
 SECRET_PREFIX = "whsec_"
 #: Bytes of a signing key as Svix makes them (its own check allows 32 to 100 base64 characters).
@@ -51,14 +51,7 @@ class WebhookSettings(BaseSettings):
     """What ``StackWebhooks`` needs, from ``STACK_*`` variables or ``.env``; keyword arguments
     win. The secrets are ``SecretStr``: never in a ``repr``, log line or error message."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        frozen=True,
-        str_strip_whitespace=True,
-    )
+    model_config = StackAuthSettings.model_config  # the same sources, read the same way
 
     webhook_secret: SecretStr | None = Field(
         default=None,
@@ -133,11 +126,6 @@ def load_webhook_settings(env_prefix: str = ENV_PREFIX, **overrides: Any) -> Web
     try:
         return WebhookSettings(_env_prefix=env_prefix, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
-        problems = [
-            f"{env_name(str(error['loc'][0]) if error['loc'] else '?', env_prefix)} is invalid: "
-            f"{error['msg']}"
-            for error in exc.errors(include_input=False, include_url=False)
-        ]
         raise StackAuthConfigError(
-            "Stack webhook settings are invalid: " + "; ".join(problems)
+            "Stack webhook settings are invalid: " + "; ".join(config_problems(exc, env_prefix))
         ) from None
