@@ -3,9 +3,8 @@ and the ``/emulator/sent-emails`` route to read."""
 
 from __future__ import annotations
 
-import copy
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 #: Messages the outbox keeps (the oldest go first).
@@ -41,25 +40,7 @@ class OutboxEmail:
 
     def as_json(self) -> dict[str, Any]:
         """The message as ``GET /emulator/sent-emails`` lists it."""
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "created_at_millis": self.created_at_millis,
-            "to": self.to,
-            "user_id": self.user_id,
-            "subject": self.subject,
-            "html": self.html,
-            "template_id": self.template_id,
-            "variables": copy.deepcopy(self.variables),
-            "draft_id": self.draft_id,
-            "notification_category_name": self.notification_category_name,
-            "theme_id": self.theme_id,
-            "is_high_priority": self.is_high_priority,
-            "scheduled_at_millis": self.scheduled_at_millis,
-            "team_id": self.team_id,
-            "invitation_id": self.invitation_id,
-            "link": self.link,
-        }
+        return asdict(self)
 
 
 class Outbox:
