@@ -203,6 +203,10 @@ def f_bool(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be a boolean"
 
 
+def f_true(value: Any) -> str | None:
+    return None if value is True else "must be true"
+
+
 def f_false(value: Any) -> str | None:
     return None if value is False else "must be false"
 

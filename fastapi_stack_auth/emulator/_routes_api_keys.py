@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from . import _authz_errors as authz
 from ._errors import PlainError
-from ._http import Ctx, FieldCheck, Reply, f_bool, f_int, f_str, f_uuid, q_uuid, validate
+from ._http import Ctx, FieldCheck, Reply, f_bool, f_int, f_str, f_true, f_uuid, q_uuid, validate
 from ._routes_common import param_problems, q_user_id_or_me, signed_in, user_id
 from ._rows import ApiKey, ApiKeyType
 from ._views import api_key_json
@@ -110,7 +110,7 @@ def handlers(kind: ApiKeyType) -> dict[str, Handler]:
     def update(ctx: Ctx) -> Reply:
         fields: dict[str, FieldCheck] = {
             "description": f_str(),
-            "revoked": lambda v: None if v is True else "must be true",
+            "revoked": f_true,
         }
         problems = param_problems(ctx, uuids=["api_key_id"])
         body = validate(ctx, _query(), body=fields, problems=problems)

@@ -17,6 +17,7 @@ from ._http import (
     f_bool,
     f_int,
     f_str,
+    f_true,
     is_uuid,
     q_one_of,
     q_uuid,
@@ -45,7 +46,7 @@ def _f_theme_id(value: Any) -> str | None:
 
 _FIELDS: dict[str, FieldCheck] = {
     "user_ids": _f_user_ids,
-    "all_users": lambda v: None if v is True else "must be true",
+    "all_users": f_true,
     "html": f_str(),
     "template_id": lambda v: None if is_uuid(v) else "must be a valid UUID",
     "variables": lambda v: None if isinstance(v, dict) else "must be an object",
