@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 
 from ._exceptions import (
     InvalidAccessTokenError,
@@ -42,6 +43,15 @@ class AuthError(HTTPException, StackAuthError):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status_code={self.status_code}, code={self.code!r})"
+
+
+def error_response(error: AuthError) -> JSONResponse:
+    """``error`` as the app answers it: ``{"detail": ..., "code": ...}`` with its headers."""
+    return JSONResponse(
+        {"detail": error.detail, "code": error.code},
+        status_code=error.status_code,
+        headers=error.headers,
+    )
 
 
 def _bearer_challenge(error: str | None = None, description: str | None = None) -> dict[str, str]:

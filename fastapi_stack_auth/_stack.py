@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 from starlette.types import Lifespan
 
-from ._answers import AuthError, not_authenticated, to_auth_error
+from ._answers import AuthError, error_response, not_authenticated, to_auth_error
 from ._api_keys import ApiKeys
 from ._assembly import Parts, build_parts
 from ._client import StackClient
@@ -264,9 +264,4 @@ class StackAuth:
 
 
 async def _error_response(request: Request, exc: StackAuthError) -> JSONResponse:
-    error = to_auth_error(exc)
-    return JSONResponse(
-        {"detail": error.detail, "code": error.code},
-        status_code=error.status_code,
-        headers=error.headers,
-    )
+    return error_response(to_auth_error(exc))

@@ -54,7 +54,8 @@ class Configuration:
         return Config(s, secrets, deliveries)
 
     def usable(self) -> Config:
-        """The configuration, or ``Refusal`` 500 when it is invalid or has no secret."""
+        """The configuration, or a refusal (``AuthError``) 500 when it is invalid or has no
+        secret."""
         name = env_name("webhook_secret", self.env_prefix)
         try:
             config = self.loaded

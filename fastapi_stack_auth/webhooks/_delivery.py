@@ -35,7 +35,7 @@ class Delivery:
 
 
 async def read_delivery(request: Request, config: Config, clock: Callable[[], float]) -> Delivery:
-    """The verified delivery of ``request``, or ``Refusal`` 400/413."""
+    """The verified delivery of ``request``, or a refusal (``AuthError``) 400/413."""
     settings = config.settings
     if declares_over(request.headers.get("content-length", ""), settings.webhook_max_body):
         logger.info("Refused a webhook delivery: Content-Length over the limit")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from fastapi import APIRouter, Request, Response
 
+from .._answers import AuthError, error_response
 from .._settings import ENV_PREFIX
 from .._shared_cache import namespace
 from ._config import Config, Configuration
@@ -25,7 +26,7 @@ from ._delivery import Delivery, read_delivery
 from ._events import WebhookEvent
 from ._handlers import Handlers
 from ._invalidate import invalidate
-from ._refusals import Refusal, already_handled, busy, handler_failed
+from ._refusals import already_handled, busy, handler_failed
 from ._settings import WebhookSettings
 
 if TYPE_CHECKING:
@@ -129,8 +130,8 @@ class StackWebhooks:
                 raise
             await claimed.done()
             return Response(status_code=204)
-        except Refusal as refusal:
-            return refusal.response()
+        except AuthError as refusal:
+            return error_response(refusal)
 
     async def verified_event(self, request: Request) -> AsyncIterator[WebhookEvent]:
         """A dependency for your own route: ``event: WebhookEvent = Depends(hooks.verified_event)``.
@@ -140,12 +141,9 @@ class StackWebhooks:
         caches; the handlers registered with ``on`` are not run. If the route raises, the id
         is released so Stack's retry runs it again. Refusals are raised as ``AuthError``.
         """
-        try:
-            claimed = await self._claim(request)
-            if claimed is None:
-                raise already_handled()
-        except Refusal as refusal:
-            raise refusal.error() from None
+        claimed = await self._claim(request)
+        if claimed is None:
+            raise already_handled()
         try:
             await invalidate(claimed.stack, claimed.delivery.event)
             yield claimed.delivery.event
@@ -156,7 +154,7 @@ class StackWebhooks:
 
     async def _claim(self, request: Request) -> _Claimed | None:
         """Verify and parse the delivery and claim its message id: ``None`` when that message
-        was handled before; ``Refusal`` raised when it cannot be taken now."""
+        was handled before; a refusal (``AuthError``) raised when it cannot be taken now."""
         config = self._configuration.usable()
         delivery = await read_delivery(request, config, self._clock)
         stack = self._stack_for(request)

@@ -1,4 +1,5 @@
-"""The receiver's refusals: each non-204 answer, as ``{"detail": ..., "code": ...}``.
+"""The receiver's refusals: each non-204 answer, an ``AuthError`` answered as
+``{"detail": ..., "code": ...}``.
 
 - 400 ``WEBHOOK_VERIFICATION_FAILED``: a header missing or malformed, a timestamp outside the
   tolerance, no signature made with a configured secret, a body that is not UTF-8. The same
@@ -14,66 +15,40 @@
 
 from __future__ import annotations
 
-from fastapi import Response
-from fastapi.responses import JSONResponse
-
 from .._answers import AuthError
 
 #: Seconds a sender is asked to wait when the same message is being handled right now.
 BUSY_RETRY_AFTER = 30
 
 
-class Refusal(Exception):
-    """A refusal, answered as a response by the route or raised as ``AuthError`` by the
-    dependency."""
-
-    def __init__(
-        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(code)
-        self.status, self.code, self.detail, self.headers = status, code, detail, headers
-
-    def response(self) -> Response:
-        """The route's answer."""
-        return JSONResponse(
-            {"detail": self.detail, "code": self.code},
-            status_code=self.status,
-            headers=self.headers,
-        )
-
-    def error(self) -> AuthError:
-        """The dependency's answer."""
-        return AuthError(self.status, self.code, self.detail, self.headers)
-
-
-def not_verified() -> Refusal:
+def not_verified() -> AuthError:
     """400: the delivery is not verified."""
-    return Refusal(400, "WEBHOOK_VERIFICATION_FAILED", "Webhook verification failed")
+    return AuthError(400, "WEBHOOK_VERIFICATION_FAILED", "Webhook verification failed")
 
 
-def payload_invalid() -> Refusal:
+def payload_invalid() -> AuthError:
     """400: verified, but not a payload this library can read."""
-    return Refusal(400, "WEBHOOK_PAYLOAD_INVALID", "Webhook payload is invalid")
+    return AuthError(400, "WEBHOOK_PAYLOAD_INVALID", "Webhook payload is invalid")
 
 
-def too_large() -> Refusal:
+def too_large() -> AuthError:
     """413: a body over the limit."""
-    return Refusal(413, "WEBHOOK_TOO_LARGE", "Webhook body is too large")
+    return AuthError(413, "WEBHOOK_TOO_LARGE", "Webhook body is too large")
 
 
-def not_configured() -> Refusal:
+def not_configured() -> AuthError:
     """500: no valid signing secret."""
-    return Refusal(500, "WEBHOOK_NOT_CONFIGURED", "Webhook receiver is not configured")
+    return AuthError(500, "WEBHOOK_NOT_CONFIGURED", "Webhook receiver is not configured")
 
 
-def handler_failed() -> Refusal:
+def handler_failed() -> AuthError:
     """500: a handler raised."""
-    return Refusal(500, "WEBHOOK_HANDLER_FAILED", "A webhook handler failed")
+    return AuthError(500, "WEBHOOK_HANDLER_FAILED", "A webhook handler failed")
 
 
-def busy() -> Refusal:
+def busy() -> AuthError:
     """409: the same message id is being handled right now."""
-    return Refusal(
+    return AuthError(
         409,
         "WEBHOOK_IN_PROGRESS",
         "This delivery is being processed",
@@ -81,6 +56,6 @@ def busy() -> Refusal:
     )
 
 
-def already_handled() -> Refusal:
+def already_handled() -> AuthError:
     """200 (the dependency only): the message id was handled before."""
-    return Refusal(200, "WEBHOOK_ALREADY_HANDLED", "This delivery was handled before")
+    return AuthError(200, "WEBHOOK_ALREADY_HANDLED", "This delivery was handled before")
