@@ -10,7 +10,7 @@ app's handlers wait on Redis and run again on every retry for as long as the fai
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
 
 from ._events import (
     ProjectPermissionCreated,
@@ -26,24 +26,14 @@ from ._events import (
     WebhookEvent,
 )
 
+if TYPE_CHECKING:
+    from .._invalidation import Invalidation
+    from .._stack import StackAuth
+
 logger = logging.getLogger("fastapi_stack_auth.webhooks")
 
 
-class Invalidation(Protocol):
-    """What ``StackAuth.invalidation`` offers: drop what a change in Stack made stale. Each
-    method answers ``False`` when this worker dropped its entries but the other workers could
-    not be told (Redis did not take it)."""
-
-    async def user_deleted(self, user_id: str) -> object: ...
-    async def user_changed(self, user_id: str) -> object: ...
-    async def memberships_changed(self, user_id: str, team_id: str) -> object: ...
-    async def team_permissions_changed(self, user_id: str, team_id: str) -> object: ...
-    async def project_permissions_changed(self, user_id: str) -> object: ...
-    async def team_changed(self, team_id: str) -> object: ...
-    async def team_deleted(self, team_id: str) -> object: ...
-
-
-async def _apply(invalidation: Invalidation, event: WebhookEvent) -> object:
+async def _apply(invalidation: Invalidation, event: WebhookEvent) -> bool | None:
     if isinstance(event, UserDeleted):
         # Its memberships go with it; Stack sends their team_membership.deleted separately.
         return await invalidation.user_deleted(event.data.id)
@@ -62,12 +52,13 @@ async def _apply(invalidation: Invalidation, event: WebhookEvent) -> object:
     return None  # user.created, team.created, stack.test, unknown types: nothing is stale
 
 
-async def invalidate(stack: Any, event: WebhookEvent) -> None:
-    """Drop what ``event`` made stale in ``stack``'s caches (``stack``: a ``StackAuth`` or
-    ``None``). Never raises: a failure is logged."""
+async def invalidate(stack: StackAuth | None, event: WebhookEvent) -> None:
+    """Drop what ``event`` made stale in ``stack``'s caches (nothing without a ``StackAuth``).
+    Never raises: a failure is logged."""
+    if stack is None:
+        return
     try:
-        invalidation: Invalidation | None = getattr(stack, "invalidation", None)
-        told_everyone = None if invalidation is None else await _apply(invalidation, event)
+        told_everyone = await _apply(stack.invalidation, event)
     except Exception:
         logger.exception(
             "Dropping cached answers after webhook %s (%s) failed; they expire on their own",
