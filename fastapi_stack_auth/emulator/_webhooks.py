@@ -221,11 +221,15 @@ class WebhookSender:
         status_code: int | None = None
         error: str | None = None
         try:
-            url = check_webhook_url(delivery.endpoint.url)  # never anything but http(s)
-            # httpx's own timeout (connect, send, wait for the answer), not asyncio.wait_for:
-            # that one can swallow a cancellation that comes as the answer does (bpo-42130).
+            # The URL was checked (http(s) only) by add_endpoint, the one way in; the endpoint is
+            # frozen. httpx's own timeout (connect, send, wait for the answer), not
+            # asyncio.wait_for: that one can swallow a cancellation that comes as the answer
+            # does (bpo-42130).
             response = await client.post(
-                url, content=delivery.body.encode(), headers=headers, timeout=self.timeout
+                delivery.endpoint.url,
+                content=delivery.body.encode(),
+                headers=headers,
+                timeout=self.timeout,
             )
             status_code = response.status_code
         except httpx.TimeoutException:
