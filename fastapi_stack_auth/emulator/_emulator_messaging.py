@@ -113,8 +113,10 @@ class MessagingApi(Backend):
     ) -> list[Invitation]:
         """The pending invitations (of one team, or all), oldest first."""
         with self.lock:
-            pending = self._project(project_id).invitations.pending(self.now_millis())
-            return [i for i in pending if team_id is None or i.team_id == team_id]
+            project, now = self._project(project_id), self.now_millis()
+            if team_id is None:
+                return project.invitations.pending(now)
+            return invitation_flow.of_team(project, team_id, now)
 
     # --- the outbox --------------------------------------------------------------------------
 

@@ -10,19 +10,20 @@ from . import _invitation_flow as flow
 from . import _messaging_errors as merr
 from . import _webhook_events as events
 from ._authz_errors import team_permission_required
+from ._crypto import REFRESH_TOKEN_LENGTH
 from ._errors import PlainError
 from ._http import Ctx, FieldCheck, Reply, f_email, f_str, f_uuid, q_uuid, validate
 from ._invitations import Invitation
 from ._routes_common import me, param_problems, q_user_id_or_me, require_team_permission, signed_in
 from ._store import Project, User
 
-CODE_LENGTH = 45
-
 
 def _f_code(value: Any) -> str | None:
+    """A code is a random string of a refresh token's form (``_crypto.new_refresh_token``)."""
     if not isinstance(value, str):
         return "must be a string"
-    return None if len(value) == CODE_LENGTH else f"must be exactly {CODE_LENGTH} characters"
+    length = REFRESH_TOKEN_LENGTH
+    return None if len(value) == length else f"must be exactly {length} characters"
 
 
 def _has_team_permission(project: Project, team_id: str, user: User, permission: str) -> None:
