@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
-from ._tokens import MAX_TOKEN_BYTES, usable_refresh_token
+from ._tokens import COMPACT_JWS, MAX_TOKEN_BYTES, usable_refresh_token
 
 #: The families of cookie names, newest first.
 FAMILIES = ("hexclave", "stack")
@@ -54,9 +54,6 @@ ACCESS_COOKIE_MAX_AGE = 86400
 _JS_COOKIE_SAFE = "!'()*#$&+/:<=>?@[]^`{|}"
 _OURS = tuple(f"{p}{f}-" for p in ("", "__Host-") for f in FAMILIES)
 _HTTPS_HINTS = ("hexclave-is-https", "stack-is-https")
-_HEX = frozenset("0123456789abcdefABCDEF")
-_LOW_HEX = frozenset("01234567")
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 #: ``["<refresh>","<jwt>"]`` as js-cookie or ``encodeURIComponent`` writes it, or unencoded.
 #: ``{"refresh_token":"<token>","updated_at_millis":<ms>}`` as the SDK writes it, encoded
 #: either way. (No re.IGNORECASE in these two: it makes every character class much slower.)
@@ -192,7 +189,7 @@ def _access_token(value: str | None, refresh: str) -> str | None:
     ):
         return None
     token = parsed[1]
-    if len(token) > MAX_TOKEN_BYTES or _COMPACT_JWS.fullmatch(token) is None:
+    if len(token) > MAX_TOKEN_BYTES or COMPACT_JWS.fullmatch(token) is None:
         return None
     return token
 
@@ -203,16 +200,6 @@ def _decoded(value: str | None, limit: int) -> str | None:
         return None
     if len(value) >= 2 and value[0] == value[-1] == '"':  # RFC 6265 allows a quoted value
         value = value[1:-1]
-    if "%" not in value:
-        return value
-    # Stack's values are ASCII JSON with a few kinds of escape below %80: each kind is replaced
-    # in one C-speed pass (``unquote`` costs ~10 us on an access cookie). "%25" would let one
-    # replacement feed the next, and anything else is rare: those go the long way.
-    codes = {part[:2] for part in value.split("%")[1:]}
-    if all(len(c) == 2 and c[0] in _LOW_HEX and c[1] in _HEX and c != "25" for c in codes):
-        for code in codes:
-            value = value.replace(f"%{code}", chr(int(code, 16)))
-        return value
     try:
         return unquote(value, errors="strict")
     except UnicodeDecodeError:

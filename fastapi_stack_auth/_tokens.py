@@ -53,7 +53,7 @@ _PRINCIPAL_HEADERS = (*_HEADERS, _API_KEY_HEADER)
 #: that starts so is an API key, never an access token.
 API_KEY_PREFIXES = ("sk_", "pk_")
 #: A JWT as RFC 7515 spells it: three non-empty base64url segments, without padding.
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 def credential_from_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -222,7 +222,7 @@ def _split(raw: str) -> tuple[dict[str, Any], str]:
     # The header, read and checked, and the payload segment as it came.
     if len(raw) > MAX_TOKEN_BYTES:
         raise invalid_token("The access token is too long")
-    if not _COMPACT_JWS.fullmatch(raw):
+    if not COMPACT_JWS.fullmatch(raw):
         raise invalid_token("The access token is not a JWT")
     header_segment, payload_segment, signature_segment = raw.split(".")
     _decoded(signature_segment)
@@ -239,7 +239,7 @@ def _split(raw: str) -> tuple[dict[str, Any], str]:
 
 def _decoded(segment: str) -> bytes:
     # One spelling per token, as PyJWT checks: a length base64 can have, and no stray bits in
-    # the last character (``segment`` holds only base64url characters: ``_COMPACT_JWS``).
+    # the last character (``segment`` holds only base64url characters: ``COMPACT_JWS``).
     if len(segment) % 4 != 1:
         data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
         if base64.urlsafe_b64encode(data).rstrip(b"=") == segment.encode():
