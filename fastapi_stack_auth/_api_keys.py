@@ -21,7 +21,7 @@ import re
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from cachetools import TTLCache
 from pydantic import BaseModel, ValidationError
@@ -33,7 +33,7 @@ from ._answers import (
     invalid_api_key,
     wrong_api_key_type,
 )
-from ._cache import TokenCache, token_key
+from ._cache import REJECTION_TTL, TokenCache, load_unless_refused, token_key
 from ._client import StackClient
 from ._denied import DeniedUsers
 from ._exceptions import (
@@ -45,7 +45,6 @@ from ._exceptions import (
     StackBadResponseError,
     UserNotFoundError,
 )
-from ._pipeline import REJECTION_TTL
 from ._redis_tier import GuardedTier
 from ._settings import StackAuthSettings
 from ._shared_cache import SharedCache, namespace, subject_index
@@ -149,22 +148,15 @@ class ApiKeys:
         principal = self.cache.get(digest)
         if principal is not None:
             return principal
-        rejected = self.rejected.get(digest)
-        if rejected is not None:
-            raise rejected.with_traceback(None)
-        try:
-            principal = await self.cache.get_or_load(
-                digest,
-                lambda: self._check(raw_key, key_kind, key_id),
-                tags=principal_tags,
-                vet=self._vet,
-            )
-            self._vet(principal)  # again: the user may have been deleted while it loaded
-            return principal
-        except AuthError as exc:
-            if exc.status_code == 401:
-                self.rejected[digest] = exc
-            raise
+        return await load_unless_refused(
+            self.cache,
+            self.rejected,
+            digest,
+            lambda: self._check(raw_key, key_kind, key_id),
+            _is_verdict,
+            tags=principal_tags,
+            vet=self._vet,
+        )
 
     def _vet(self, principal: Principal) -> None:
         user = principal.user
@@ -279,3 +271,7 @@ def _shared(settings: StackAuthSettings, tier: GuardedTier | None) -> SharedCach
     prefix, codec = f"{namespace(settings.project_id)}{API_KEY}:", (dump_principal, load_principal)
     index = subject_index(settings)
     return SharedCache(tier, prefix, key.get_secret_value(), codec, index=index)
+
+
+def _is_verdict(exc: Exception) -> TypeGuard[AuthError]:
+    return isinstance(exc, AuthError) and exc.status_code == 401

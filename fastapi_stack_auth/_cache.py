@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Generic, TypeAlias, TypeGuard, TypeVar
 
 from cachetools import Cache, TLRUCache
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ._shared_cache import SharedCache
 
 V = TypeVar("V")
+E = TypeVar("E", bound=Exception)
 
 #: A cache key: the SHA-256 digest of a secret (``token_key``: tokens and API keys are never
 #: keys in clear), or a plain string of ids, which are not secret.
@@ -147,7 +148,10 @@ class TokenCache(Generic[V]):
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._done(key, done))
         # shield: a caller that goes away (client disconnect) must not cancel the others' load.
-        return await asyncio.shield(task)
+        value = await asyncio.shield(task)
+        if vet is not None:
+            vet(value)  # again: a waiter resumes later; the world may have changed since
+        return value
 
     async def _load(
         self, key: CacheKey, loader: Loader[V], tagger: Tagger[V] | None, vet: Vetter[V] | None
@@ -185,3 +189,31 @@ class TokenCache(Generic[V]):
             del self._inflight[key]
         if not task.cancelled():
             task.exception()  # mark retrieved: every waiter may have gone away
+
+
+#: Seconds a refusal is remembered: one forged or revoked credential sent again and again
+#: costs one upstream call per this many seconds, not one per request.
+REJECTION_TTL = 5.0
+
+
+async def load_unless_refused(
+    cache: TokenCache[V],
+    refused: MutableMapping[bytes, E],
+    key: bytes,
+    loader: Loader[V],
+    is_verdict: Callable[[Exception], TypeGuard[E]],
+    *,
+    tags: Tagger[V] | None = None,
+    vet: Vetter[V] | None = None,
+) -> V:
+    """The miss path of a credential cache: a refusal remembered is raised again without a
+    call; else one shared load, and a verdict it raises is remembered."""
+    known = refused.get(key)
+    if known is not None:
+        raise known.with_traceback(None)
+    try:
+        return await cache.get_or_load(key, loader, tags=tags, vet=vet)
+    except Exception as exc:
+        if is_verdict(exc):
+            refused[key] = exc
+        raise

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeGuard
 
 from cachetools import TTLCache
 
 from ._answers import AuthError, anonymous_not_allowed, restricted_not_allowed, user_not_found
-from ._cache import TokenCache, token_key
+from ._cache import REJECTION_TTL, TokenCache, load_unless_refused, token_key
 from ._denied import DeniedUsers
 from ._exceptions import (
     InvalidAccessTokenError,
@@ -30,9 +31,7 @@ from ._subjects import identity_tags, user_tags
 from ._verifiers import RemoteVerifier, Verifier
 from .models import Identity, StackUser
 
-#: Seconds a token's rejection is remembered: one forged or revoked token sent again and again
-#: costs one upstream call per this many seconds, not one per request.
-REJECTION_TTL = 5.0
+__all__ = ["REJECTION_TTL", "Pipeline"]
 
 
 class Pipeline:
@@ -82,19 +81,16 @@ class Pipeline:
         identity = self.cache.get(key)
         if identity is not None:
             return identity
-        rejected = self.rejected.get(key)
-        if rejected is not None:
-            raise rejected.with_traceback(None)
         try:
-            identity = await self.cache.get_or_load(
-                key, lambda: self._verify(key, raw), tags=identity_tags, vet=self._vet
+            return await load_unless_refused(
+                self.cache,
+                self.rejected,
+                key,
+                lambda: self._verify(key, raw),
+                _is_verdict,
+                tags=identity_tags,
+                vet=self._vet,
             )
-            self._vet(identity)  # again: the user may have been deleted while it loaded
-            return identity
-        except (AuthError, InvalidAccessTokenError, UserGoneError) as exc:
-            if not isinstance(exc, AuthError) or exc.status_code == 401:
-                self.rejected[key] = exc
-            raise
         except StackUnavailableError as exc:
             last_good = self.stale.recall(key, exc.reason) if self.stale is not None else None
             if last_good is None:
@@ -158,3 +154,9 @@ class Pipeline:
             self._allow_restricted if allow_restricted is None else allow_restricted
         ):
             raise restricted_not_allowed()
+
+
+def _is_verdict(exc: Exception) -> TypeGuard[StackAuthError]:
+    if isinstance(exc, AuthError):
+        return exc.status_code == 401
+    return isinstance(exc, (InvalidAccessTokenError, UserGoneError))

@@ -20,14 +20,14 @@ import math
 import time
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, TypeGuard
 
-import jwt
 from cachetools import TTLCache
 from starlette.requests import HTTPConnection
 
 from ._answers import AuthError, invalid_token, refresh_token_invalid
-from ._cache import TokenCache, token_key
+from ._cache import REJECTION_TTL, TokenCache, load_unless_refused, token_key
 from ._client import StackClient
 from ._cookies import CookieCredential
 from ._csrf import is_secure
@@ -38,10 +38,9 @@ from ._exceptions import (
     StackBadResponseError,
 )
 from ._jwks import JwksCache
-from ._pipeline import REJECTION_TTL
 from ._refresh_relay import RELAY_KEY, SCOPE_KEY, Refreshed, warn_no_relay
 from ._settings import StackAuthSettings
-from ._tokens import MAX_TOKEN_BYTES, read_unverified
+from ._tokens import read_unverified
 from ._verifiers import signature_audience
 from .models import Identity, TokenClaims
 
@@ -98,14 +97,8 @@ class Refresher:
         token = self.cache.get(key)
         if token is not None:
             return token
-        rejected = self.rejected.get(key)
-        if rejected is not None:
-            raise rejected.with_traceback(None)
-        try:
-            return await self.cache.get_or_load(key, lambda: self._grant(refresh_token))
-        except AuthError as exc:
-            self.rejected[key] = exc
-            raise
+        grant = partial(self._grant, refresh_token)
+        return await load_unless_refused(self.cache, self.rejected, key, grant, _is_refusal)
 
     async def _grant(self, refresh_token: str) -> tuple[str, float]:
         self.grants += 1
@@ -130,19 +123,18 @@ class Refresher:
                 raise refresh_token_invalid() from None
             raise
         token = answer.get("access_token") if isinstance(answer, dict) else None
-        if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or not token.isascii():
+        if not isinstance(token, str):
             raise StackBadResponseError("POST /auth/oauth/token returned no usable access token")
         return token, _exp_of(token) - REFRESH_MARGIN
 
 
 def _exp_of(token: str) -> float:
     try:
-        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
-    except jwt.InvalidTokenError:
-        exp = None
-    if not isinstance(exp, (int, float)) or isinstance(exp, bool) or exp != exp:
-        raise StackBadResponseError("POST /auth/oauth/token returned a token without an exp")
-    return float(exp)
+        return float(read_unverified(token)[1].exp)
+    except AuthError:
+        raise StackBadResponseError(
+            "POST /auth/oauth/token returned no usable access token"
+        ) from None
 
 
 async def verify_expired(jwks: JwksCache, project_id: str, raw: str) -> TokenClaims:
@@ -205,3 +197,7 @@ async def refresh_silently(
         warn_no_relay()
     logger.debug("Refreshed an expired access token through Stack's refresh grant")
     return new_raw, identity
+
+
+def _is_refusal(exc: Exception) -> TypeGuard[AuthError]:
+    return isinstance(exc, AuthError)
