@@ -12,8 +12,6 @@ from ._http import Auth, Ctx, is_uuid
 from ._rbac import is_permission_id
 from ._store import Project, User
 
-_ME_OR_OWN_ID = ' user_id must be either "me" or the ID of the current user'
-
 
 def me(auth: Auth) -> User:
     """The request's user, or ``CANNOT_GET_OWN_USER_WITHOUT_USER`` (``me`` with no user)."""
@@ -58,20 +56,25 @@ def param_problems(
     return found
 
 
-def own_user_only(auth: Auth, wanted: str | None, what: str) -> None:
+def own_user_only(auth: Auth, wanted: str | None, message: str) -> None:
     """A client may only name itself: ``CANNOT_GET_OWN_USER_WITHOUT_USER`` with no user, a
-    plain 403 for anyone else (Stack's ``StatusError``, with Stack's text)."""
+    plain 403 with ``message`` for anyone else (Stack's ``StatusError``, with Stack's text)."""
     if auth.server:
         return
     if me(auth).id != wanted:
-        suffix = "" if what == "sessions" else _ME_OR_OWN_ID
-        raise PlainError(403, f"Client can only list {what} for their own user.{suffix}")
+        raise PlainError(403, message)
 
 
 def require_team_permission(project: Project, team_id: str, user: User, permission: str) -> None:
     """A client's team operation: membership (``TEAM_MEMBERSHIP_NOT_FOUND``), then the system
     permission, directly or contained (``TEAM_PERMISSION_REQUIRED``)."""
     project.check_member(team_id, user.id)
+    require_granted(project, team_id, user, permission)
+
+
+def require_granted(project: Project, team_id: str, user: User, permission: str) -> None:
+    """``TEAM_PERMISSION_REQUIRED`` unless ``user`` holds ``permission`` in the team, directly
+    or contained; no membership check of its own (as Stack's invitation send-code)."""
     if not project.permissions.list_team(
         team_id=team_id, user_id=user.id, permission_id=permission, recursive=True
     ):

@@ -4,22 +4,15 @@ access tokens (the emulator's are made up)."""
 from __future__ import annotations
 
 from . import _connected_accounts as accounts
-from ._errors import PlainError
-from ._http import Auth, Ctx, Reply, f_str, validate
-from ._routes_common import me, param_problems, user_id
-
-
-def _own_only(auth: Auth, wanted: str, text: str) -> None:
-    """A client may only name itself (``CANNOT_GET_OWN_USER_WITHOUT_USER`` without a user)."""
-    if not auth.server and me(auth).id != wanted:
-        raise PlainError(403, text)
+from ._http import Ctx, Reply, f_str, validate
+from ._routes_common import own_user_only, param_problems, user_id
 
 
 def list_connected_accounts(ctx: Ctx) -> Reply:
     validate(ctx, problems=param_problems(ctx, users=["user_id"]))
     auth = ctx.need_auth
     wanted = user_id(auth, ctx.params["user_id"]) or ""
-    _own_only(auth, wanted, "Client can only list connected accounts for their own user.")
+    own_user_only(auth, wanted, "Client can only list connected accounts for their own user.")
     user = auth.project.user_or_404(wanted)
     links = [
         link for link in accounts.links_of(auth.project, user) if link.allow_connected_accounts
@@ -32,7 +25,7 @@ def access_token(ctx: Ctx) -> Reply:
     body = validate(ctx, body={"scope": f_str()}, problems=param_problems(ctx, users=["user_id"]))
     auth = ctx.need_auth
     wanted = user_id(auth, ctx.params["user_id"]) or ""
-    _own_only(auth, wanted, "Client can only access its own connected accounts")
+    own_user_only(auth, wanted, "Client can only access its own connected accounts")
     token = accounts.provider_access_token(
         auth.project,
         wanted,

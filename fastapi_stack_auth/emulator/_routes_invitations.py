@@ -9,12 +9,20 @@ from . import _errors as err
 from . import _invitation_flow as flow
 from . import _messaging_errors as merr
 from . import _webhook_events as events
-from ._authz_errors import team_permission_required
 from ._crypto import REFRESH_TOKEN_LENGTH
 from ._errors import PlainError
 from ._http import Ctx, FieldCheck, Reply, f_email, f_str, f_uuid, q_uuid, validate
 from ._invitations import Invitation
-from ._routes_common import me, param_problems, q_user_id_or_me, require_team_permission, signed_in
+from ._routes_common import (
+    me,
+    own_user_only,
+    param_problems,
+    q_user_id_or_me,
+    require_granted,
+    require_team_permission,
+    signed_in,
+)
+from ._routes_common import user_id as resolve_user_id
 from ._store import Project, User
 
 
@@ -26,16 +34,6 @@ def _f_code(value: Any) -> str | None:
     return None if len(value) == length else f"must be exactly {length} characters"
 
 
-def _has_team_permission(project: Project, team_id: str, user: User, permission: str) -> None:
-    """``TEAM_PERMISSION_REQUIRED`` unless granted (directly or contained); no membership
-    check of its own, as Stack's send-code."""
-    perms = project.permissions
-    if not perms.list_team(
-        team_id=team_id, user_id=user.id, permission_id=permission, recursive=True
-    ):
-        raise team_permission_required(team_id, user.id, permission)
-
-
 def send_code(ctx: Ctx) -> Reply:
     fields: dict[str, FieldCheck] = {
         "team_id": f_uuid(),
@@ -45,7 +43,7 @@ def send_code(ctx: Ctx) -> Reply:
     body = validate(ctx, body=fields, required=tuple(fields))
     auth = ctx.need_auth
     if not auth.server:
-        _has_team_permission(auth.project, body["team_id"], signed_in(auth), "$invite_members")
+        require_granted(auth.project, body["team_id"], signed_in(auth), "$invite_members")
     invitation = flow.send_invitation(
         auth.project,
         team_id=body["team_id"],
@@ -72,13 +70,9 @@ def list_invitations(ctx: Ctx) -> Reply:
                 require_team_permission(project, team_id, user, permission)
         found = flow.of_team(project, team_id, now)
     else:
-        if wanted == "me" or not auth.server:
-            user = me(auth)
-            if wanted not in ("me", user.id):
-                raise PlainError(403, "Client can only list invitations for their own user.")
-        else:
-            user = project.user_or_404(str(wanted))
-        found = flow.for_user(project, user, now)
+        uid = resolve_user_id(auth, wanted)
+        own_user_only(auth, uid, "Client can only list invitations for their own user.")
+        found = flow.for_user(project, project.user_or_404(str(uid)), now)
     items = [flow.invitation_json(project, i) for i in found]
     return Reply(body={"items": items, "is_paginated": False})
 
@@ -144,7 +138,7 @@ def accept_by_id(ctx: Ctx) -> Reply:
         raise PlainError(400, "user_id is required")
     project = auth.project
     if auth.server:
-        user_id = me(auth).id if wanted == "me" else wanted
+        user_id = str(resolve_user_id(auth, wanted))
     else:  # a client accepts for itself only, and not while restricted
         user = me(auth)
         if wanted not in ("me", user.id):

@@ -7,6 +7,10 @@ from ._authz_errors import permission_not_found, team_permission_not_found
 from ._http import Ctx, Reply, q_bool, q_uuid, validate
 from ._routes_common import own_user_only, param_problems, q_permission_id, q_user_id_or_me, user_id
 
+_NOT_OWN = (
+    "Client can only list permissions for their own user."
+    ' user_id must be either "me" or the ID of the current user'
+)
 _LIST_QUERY = {"user_id": q_user_id_or_me, "permission_id": q_permission_id, "recursive": q_bool}
 
 
@@ -14,7 +18,7 @@ def list_team_permissions(ctx: Ctx) -> Reply:
     validate(ctx, {"team_id": q_uuid, **_LIST_QUERY})
     auth, q = ctx.need_auth, ctx.query
     wanted = user_id(auth, q.get("user_id"))
-    own_user_only(auth, wanted, "permissions")
+    own_user_only(auth, wanted, _NOT_OWN)
     # No check that the team, the user or the membership exists: unknown ones list nothing.
     rows = auth.project.permissions.list_team(
         team_id=q.get("team_id"),
@@ -60,7 +64,7 @@ def list_project_permissions(ctx: Ctx) -> Reply:
     validate(ctx, _LIST_QUERY)
     auth, q = ctx.need_auth, ctx.query
     wanted = user_id(auth, q.get("user_id"))
-    own_user_only(auth, wanted, "permissions")
+    own_user_only(auth, wanted, _NOT_OWN)
     rows = auth.project.permissions.list_project(
         user_id=wanted,
         permission_id=q.get("permission_id"),

@@ -21,7 +21,7 @@ def _user_id_query(ctx: Ctx, problems: list[str]) -> str | None:
 def list_sessions(ctx: Ctx) -> Reply:
     wanted = _user_id_query(ctx, [])
     auth = ctx.need_auth
-    own_user_only(auth, wanted, "sessions")
+    own_user_only(auth, wanted, "Client can only list sessions for their own user.")
     # Impersonation sessions are listed for admin access only.
     sessions = [
         s

@@ -45,7 +45,12 @@ def list_teams(ctx: Ctx) -> Reply:
     validate(ctx, {"user_id": q_user_id_or_me})
     auth = ctx.need_auth
     wanted = user_id(auth, ctx.query.get("user_id"))
-    own_user_only(auth, wanted, "teams")
+    own_user_only(
+        auth,
+        wanted,
+        "Client can only list teams for their own user."
+        ' user_id must be either "me" or the ID of the current user',
+    )
     # An unknown user is in no team: an empty list, not an error.
     teams = auth.project.teams_of(wanted)
     items = [team_json(team, server=auth.server) for team in teams]
