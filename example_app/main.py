@@ -15,10 +15,10 @@ import logging
 from collections import deque
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, WebSocket
+from fastapi import APIRouter, Depends, WebSocket
+from fastapi_offline import FastAPIOffline
 
 from example_app.demo import demo_router
-from example_app.offline_docs import serve_docs_offline
 from fastapi_stack_auth import (
     Principal,
     StackAuth,
@@ -34,10 +34,15 @@ from fastapi_stack_auth import (
 from fastapi_stack_auth.webhooks import StackWebhooks, WebhookEvent
 
 stack = StackAuth()
-# /docs and /redoc come from serve_docs_offline: the same pages, their assets served locally.
-app = FastAPI(title="fastapi-stack-auth example", docs_url=None, redoc_url=None)
+# /docs without a CDN: fastapi-offline serves Swagger UI's files itself. No /redoc: ReDoc's page
+# loads its logo from ReDoc's CDN whatever it is given. No validator badge from swagger.io.
+app = FastAPIOffline(
+    title="fastapi-stack-auth example",
+    redoc_url=None,
+    static_url="/docs-assets",
+    swagger_ui_parameters={"validatorUrl": None},
+)
 stack.init_app(app)
-serve_docs_offline(app)
 app.include_router(demo_router(stack))  # the demo page at /
 
 # Stack's webhooks (STACK_WEBHOOK_SECRET; `make run` wires the emulator to send them here). The
