@@ -68,14 +68,7 @@ def grant_answer(token: str) -> httpx.Response:
     return httpx.Response(200, json=body, headers={"cache-control": "no-store"})
 
 
-def with_relay(app: FastAPI) -> FastAPI:
-    """The relay, unless ``init_app`` installed it already."""
-    if not any(m.cls is RefreshRelay for m in app.user_middleware):
-        app.add_middleware(RefreshRelay)
-    return app
-
-
-def build_app(stack: StackAuth, *, relay: bool = True) -> FastAPI:
+def build_app(stack: StackAuth) -> FastAPI:
     app = FastAPI()
     stack.init_app(app)
 
@@ -102,7 +95,7 @@ def build_app(stack: StackAuth, *, relay: bool = True) -> FastAPI:
         await websocket.send_json({"id": user.id, "refreshed": token})
         await websocket.close()
 
-    return with_relay(app) if relay else app
+    return app
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from fastapi_stack_auth._refresh import refresher_for
 from fastapi_stack_auth._refresh_relay import REFRESHED_HEADER
 from fastapi_stack_auth.emulator import Tokens
 from fastapi_stack_auth.testing import EmulatedStack, StackTestUser
-from tests.test_refresh import with_relay
 
 pytest_plugins = ["fastapi_stack_auth.testing"]
 
@@ -39,7 +38,7 @@ def build_app(stack: StackAuth) -> FastAPI:
     async def notes(user: StackUser = Depends(current_user)) -> dict[str, Any]:
         return {"id": user.id, "saved": True}
 
-    return with_relay(app)
+    return app
 
 
 @pytest.fixture(params=["remote", "jwt"])
