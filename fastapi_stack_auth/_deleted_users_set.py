@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ._denied import DeniedUsers
 from ._redis_tier import as_bytes
-from ._shared_cache import seal, unseal
+from ._shared_cache import open_sealed, seal
+from ._subjects import MAX_ID_LENGTH
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 class _Deletion(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-    user_id: str = Field(max_length=256)
+    user_id: str = Field(max_length=MAX_ID_LENGTH)
     at: float = Field(allow_inf_nan=False)
 
 
@@ -60,12 +61,10 @@ class DeletedUsersSet:
         records = await client.zrangebyscore(self.key, since, "+inf")
         deleted, forged = [], False
         for record in records:
-            body = unseal(self._mac_key, self.key, as_bytes(record))
-            try:
-                if body is None:
-                    raise ValueError("not sealed with our key")
-                entry = _Deletion.model_validate_json(body)
-            except ValueError:  # pydantic's ValidationError is one
+            entry = open_sealed(
+                self._mac_key, self.key, as_bytes(record), _Deletion.model_validate_json
+            )
+            if entry is None:
                 forged = True
                 continue
             deleted.append((entry.user_id, entry.at))

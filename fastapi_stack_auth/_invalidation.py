@@ -29,6 +29,7 @@ from ._subjects import (
     ALL_KINDS,
     API_KEY,
     IDENTITY,
+    MAX_ID_LENGTH,
     PROFILE,
     PROJECT_PERMISSION,
     TEAM_PERMISSION,
@@ -39,8 +40,6 @@ from ._subjects import (
 )
 
 logger = logging.getLogger("fastapi_stack_auth")
-#: Longest id taken (Stack's are 36-character UUIDs; messages carry up to this many).
-MAX_ID_LENGTH = 256
 
 
 class Invalidation:

@@ -26,8 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ._deleted_users_set import DeletedUsersSet
 from ._denied import DeniedUsers
 from ._redis_tier import RETRY_INTERVAL, GuardedTier, _within
-from ._shared_cache import SubjectIndex, mac_key, seal, unseal
+from ._shared_cache import SubjectIndex, mac_key, open_sealed, seal
 from ._subject_purge import Selector, purge
+from ._subjects import MAX_ID_LENGTH
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -65,8 +66,8 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     origin: str = Field(max_length=64)
     name: EventName
-    user_id: str | None = Field(default=None, max_length=256)
-    team_id: str | None = Field(default=None, max_length=256)
+    user_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    team_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
     at: float = Field(allow_inf_nan=False)
 
 
@@ -250,12 +251,8 @@ class InvalidationChannel:
         if not isinstance(data, bytes) or len(data) > _MAX_MESSAGE:
             self._forged("message")
             return
-        body = unseal(self._mac_key, self.channel, data)
-        try:
-            if body is None:
-                raise ValueError("not sealed with our key")
-            message = _Message.model_validate_json(body)
-        except ValueError:  # pydantic's ValidationError is one
+        message = open_sealed(self._mac_key, self.channel, data, _Message.model_validate_json)
+        if message is None:
             self._forged("message")
             return
         if message.origin == self.origin or self._on_event is None:

@@ -118,7 +118,7 @@ class GuardedTier:
     async def get(self, key: bytes) -> bytes | None:
         """The value under ``key``; ``None`` if there is none or Redis is unavailable."""
         value = await self._call(lambda client: client.get(key))
-        return value.encode() if isinstance(value, str) else value  # str: decode_responses
+        return None if value is None else as_bytes(value)
 
     async def set(self, key: bytes, value: bytes, ttl_seconds: int) -> None:
         """Store ``value`` under ``key`` for ``ttl_seconds``, unless Redis is unavailable."""

@@ -62,6 +62,18 @@ def unseal(key: bytes, where: bytes, data: bytes) -> bytes | None:
     return body if hmac.compare_digest(seal(key, where, body), data) else None
 
 
+def open_sealed(key: bytes, where: bytes, data: bytes, read: Callable[[bytes], V]) -> V | None:
+    """What ``seal`` put behind the tag, read with ``read``; ``None`` for data not sealed with
+    ``key`` for ``where``, or that ``read`` refuses (``ValueError``, as pydantic's errors are)."""
+    body = unseal(key, where, data)
+    if body is None:
+        return None
+    try:
+        return read(body)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class SubjectIndex:
     """Where the tier lists the entries about a subject (a tag of ``_subjects``): a sorted set

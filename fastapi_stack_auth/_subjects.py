@@ -23,6 +23,8 @@ TEAM_PERMISSION = "team-permission"  # (user, team, permission) answers
 PROJECT_PERMISSION = "project-permission"  # (user, permission) answers
 API_KEY = "api-key"  # API-key principals
 ALL_KINDS = frozenset({IDENTITY, PROFILE, TEAMS, TEAM_PERMISSION, PROJECT_PERMISSION, API_KEY})
+#: Longest user or team id an invalidation takes (Stack's are 36-character UUIDs).
+MAX_ID_LENGTH = 256
 
 
 def user_subject(user_id: str) -> str:

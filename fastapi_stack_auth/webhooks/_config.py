@@ -56,13 +56,13 @@ class Configuration:
     def usable(self) -> Config:
         """The configuration, or a refusal (``AuthError``) 500 when it is invalid or has no
         secret."""
-        name = env_name("webhook_secret", self.env_prefix)
         try:
             config = self.loaded
         except StackAuthConfigError as exc:
             self._error(f"{exc}: every delivery is answered 500 until it is fixed")
             raise not_configured() from None
         if not config.secrets:
+            name = env_name("webhook_secret", self.env_prefix)
             self._error(
                 f"{name} is not set: every webhook delivery is answered 500 (Stack retries "
                 "it) until it is set to the endpoint's signing secret (whsec_...) from the "
