@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from . import _webhook_events as events
+from . import _changes as changes
 from ._app import EmulatorApp
 from ._backend import DEFAULT_ACCESS_TOKEN_TTL
 from ._emulator_authz import AuthorizationApi
@@ -211,9 +211,7 @@ class Emulator(AuthorizationApi, MessagingApi, WebhookApi):
             )
             if user.id in project.users:
                 raise ValueError(f"user {user.id!r} already exists")
-            project.add_user(user)
-            events.send(self.webhooks, project, events.user_created(project, user))
-            return user
+            return changes.add_user(self.webhooks, project, user)
 
     def get_user(self, user_id: str, *, project_id: str | None = None) -> User | None:
         with self.lock:
@@ -231,12 +229,7 @@ class Emulator(AuthorizationApi, MessagingApi, WebhookApi):
         """Delete a user with their sessions, memberships, permissions and API keys (their
         access tokens stay valid until ``exp``)."""
         with self.lock:
-            project = self._project(project_id)
-            deleted = events.user_deleted(project, user_id)  # the teams, before they go
-            if not project.delete_user(user_id):
-                return False
-            events.send(self.webhooks, project, *deleted)
-            return True
+            return changes.delete_user(self.webhooks, self._project(project_id), user_id)
 
     def sign_in(
         self,

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _webhook_events as events
+from . import _changes as changes
 from ._backend import Backend
 from ._rows import ApiKey, ApiKeyType, PermissionDefinition, Scope, Session, Team
 from ._store import new_id
@@ -57,8 +57,7 @@ class AuthorizationApi(Backend):
             )
             if team.id in project.teams:
                 raise ValueError(f"team {team.id!r} already exists")
-            project.add_team(team, creator_user_id=creator)
-            events.send(self.webhooks, project, events.team_created(team))
+            changes.add_team(self.webhooks, project, team, creator_user_id=creator)
             return team
 
     def get_team(self, team_id: str, *, project_id: str | None = None) -> Team | None:
@@ -68,27 +67,18 @@ class AuthorizationApi(Backend):
     def delete_team(self, team_id: str, *, project_id: str | None = None) -> bool:
         """Delete a team with its memberships, permissions and API keys; False if unknown."""
         with self.lock:
-            project = self._project(project_id)
-            deleted = project.delete_team(team_id)
-            if deleted:
-                events.send(self.webhooks, project, events.team_deleted(team_id))
-            return deleted
+            return changes.delete_team(self.webhooks, self._project(project_id), team_id)
 
     def add_member(self, team_id: str, user_id: str, *, project_id: str | None = None) -> None:
         """Add a member, with the default member permissions (``team_member``)."""
         with self.lock:
-            project = self._project(project_id)
-            granted = project.add_member(team_id, user_id)
-            events.send(self.webhooks, project, *events.member_added(team_id, user_id, granted))
+            changes.add_member(self.webhooks, self._project(project_id), team_id, user_id)
 
     def remove_member(self, team_id: str, user_id: str, *, project_id: str | None = None) -> bool:
         """End a membership and the permissions that came with it; False if there was none."""
         with self.lock:
             project = self._project(project_id)
-            removed = project.remove_member(team_id, user_id)
-            if removed:
-                events.send(self.webhooks, project, events.member_removed(team_id, user_id))
-            return removed
+            return changes.remove_member(self.webhooks, project, team_id, user_id)
 
     # --- permissions -----------------------------------------------------------------------------
 
@@ -120,9 +110,7 @@ class AuthorizationApi(Backend):
         with self.lock:
             project = self._project(project_id)
             project.check_member(team_id, user_id)
-            project.permissions.grant_team(team_id, user_id, permission_id)
-            created = events.team_permission_created(team_id, user_id, permission_id)
-            events.send(self.webhooks, project, created)
+            changes.grant_team_permission(self.webhooks, project, team_id, user_id, permission_id)
 
     def revoke_team_permission(
         self, team_id: str, user_id: str, permission_id: str, *, project_id: str | None = None
@@ -130,11 +118,9 @@ class AuthorizationApi(Backend):
         """Revoke a directly granted team permission; False if it was not granted directly."""
         with self.lock:
             project = self._project(project_id)
-            revoked = project.permissions.revoke_team(team_id, user_id, permission_id)
-            if revoked:
-                deleted = events.team_permission_deleted(team_id, user_id, permission_id)
-                events.send(self.webhooks, project, deleted)
-            return revoked
+            return changes.revoke_team_permission(
+                self.webhooks, project, team_id, user_id, permission_id
+            )
 
     def team_permissions(
         self,
@@ -157,20 +143,14 @@ class AuthorizationApi(Backend):
         with self.lock:
             project = self._project(project_id)
             project.user_or_404(user_id)
-            project.permissions.grant_project(user_id, permission_id)
-            created = events.project_permission_created(user_id, permission_id)
-            events.send(self.webhooks, project, created)
+            changes.grant_project_permission(self.webhooks, project, user_id, permission_id)
 
     def revoke_project_permission(
         self, user_id: str, permission_id: str, *, project_id: str | None = None
     ) -> bool:
         with self.lock:
             project = self._project(project_id)
-            revoked = project.permissions.revoke_project(user_id, permission_id)
-            if revoked:
-                deleted = events.project_permission_deleted(user_id, permission_id)
-                events.send(self.webhooks, project, deleted)
-            return revoked
+            return changes.revoke_project_permission(self.webhooks, project, user_id, permission_id)
 
     def project_permissions(
         self, user_id: str, *, recursive: bool = True, project_id: str | None = None

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _changes as changes
 from . import _messaging_errors as merr
 from ._crypto import new_id, new_refresh_token
 from ._invitations import INVITATION_MILLIS, Invitation
 from ._outbox import OutboxEmail
 from ._redirect_urls import redirect_url_allowed
 from ._store import Project, User
+from ._webhooks import WebhookSender
 
 
 def send_invitation(
@@ -100,12 +102,14 @@ def check_not_restricted(project: Project, user: User) -> None:
 
 
 def accept(
-    project: Project, invitation: Invitation, user_id: str, now_millis: int
-) -> list[str] | None:
-    """Use the invitation for ``user_id``: a membership with the default member permissions,
-    whose IDs are returned; ``None`` when already a member (nothing added, no error)."""
-    granted = None
+    sender: WebhookSender,
+    project: Project,
+    invitation: Invitation,
+    user_id: str,
+    now_millis: int,
+) -> None:
+    """Use the invitation for ``user_id``: a membership with the default member permissions and
+    its webhooks; nothing (and no error) when already a member."""
     if not project.is_member(invitation.team_id, user_id):
-        granted = project.add_member(invitation.team_id, user_id)
+        changes.add_member(sender, project, invitation.team_id, user_id)
     invitation.used_at_millis = now_millis
-    return granted

@@ -7,6 +7,7 @@ import base64
 import binascii
 import secrets
 
+from . import _changes as changes
 from . import _errors as err
 from . import _webhook_events as events
 from ._errors import PlainError
@@ -136,10 +137,11 @@ def anonymous_sign_up(ctx: Ctx) -> Reply:
     validate(ctx)
     auth = ctx.need_auth
     now = ctx.backend.now_millis()
-    user = auth.project.add_user(
-        User(id=new_id(), signed_up_at_millis=now, last_active_at_millis=now, is_anonymous=True)
+    user = changes.add_user(
+        ctx.backend.webhooks,
+        auth.project,
+        User(id=new_id(), signed_up_at_millis=now, last_active_at_millis=now, is_anonymous=True),
     )
-    events.send(ctx.backend.webhooks, auth.project, events.user_created(auth.project, user))
     return Reply(body=_issue(ctx, auth.project, user))
 
 

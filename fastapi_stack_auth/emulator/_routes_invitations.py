@@ -8,7 +8,6 @@ from typing import Any
 from . import _errors as err
 from . import _invitation_flow as flow
 from . import _messaging_errors as merr
-from . import _webhook_events as events
 from ._crypto import REFRESH_TOKEN_LENGTH
 from ._errors import PlainError
 from ._http import Ctx, FieldCheck, Reply, f_email, f_str, f_uuid, q_uuid, validate
@@ -95,10 +94,7 @@ def revoke_invitation(ctx: Ctx) -> Reply:
 
 
 def _accept(ctx: Ctx, project: Project, invitation: Invitation, user_id: str) -> None:
-    team_id = invitation.team_id
-    granted = flow.accept(project, invitation, user_id, ctx.backend.now_millis())
-    if granted is not None:
-        events.send(ctx.backend.webhooks, project, *events.member_added(team_id, user_id, granted))
+    flow.accept(ctx.backend.webhooks, project, invitation, user_id, ctx.backend.now_millis())
 
 
 def _code_and_user(ctx: Ctx) -> tuple[Invitation, User]:

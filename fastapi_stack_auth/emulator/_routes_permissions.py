@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import _webhook_events as events
+from . import _changes as changes
 from ._authz_errors import permission_not_found, team_permission_not_found
 from ._http import Ctx, Reply, q_bool, q_uuid, validate
 from ._routes_common import own_user_only, param_problems, q_permission_id, q_user_id_or_me, user_id
@@ -44,19 +44,17 @@ def _team_grant(ctx: Ctx, *, body: bool) -> tuple[str, str, str]:
 def grant_team_permission(ctx: Ctx) -> Reply:
     team_id, member, permission_id = _team_grant(ctx, body=True)
     project = ctx.need_auth.project
-    project.permissions.grant_team(team_id, member, permission_id)
-    created = events.team_permission_created(team_id, member, permission_id)
-    events.send(ctx.backend.webhooks, project, created)
+    changes.grant_team_permission(ctx.backend.webhooks, project, team_id, member, permission_id)
     return Reply(status=201, body={"id": permission_id, "team_id": team_id, "user_id": member})
 
 
 def revoke_team_permission(ctx: Ctx) -> Reply:
     team_id, member, permission_id = _team_grant(ctx, body=False)
     project = ctx.need_auth.project
-    if not project.permissions.revoke_team(team_id, member, permission_id):
+    if not changes.revoke_team_permission(
+        ctx.backend.webhooks, project, team_id, member, permission_id
+    ):
         raise team_permission_not_found(team_id, member, permission_id)
-    deleted = events.team_permission_deleted(team_id, member, permission_id)
-    events.send(ctx.backend.webhooks, project, deleted)
     return Reply(body={"success": True})
 
 
@@ -86,17 +84,13 @@ def _project_grant(ctx: Ctx, *, body: bool) -> tuple[str, str]:
 def grant_project_permission(ctx: Ctx) -> Reply:
     member, permission_id = _project_grant(ctx, body=True)
     project = ctx.need_auth.project
-    project.permissions.grant_project(member, permission_id)
-    created = events.project_permission_created(member, permission_id)
-    events.send(ctx.backend.webhooks, project, created)
+    changes.grant_project_permission(ctx.backend.webhooks, project, member, permission_id)
     return Reply(status=201, body={"id": permission_id, "user_id": member})
 
 
 def revoke_project_permission(ctx: Ctx) -> Reply:
     member, permission_id = _project_grant(ctx, body=False)
     project = ctx.need_auth.project
-    if not project.permissions.revoke_project(member, permission_id):
+    if not changes.revoke_project_permission(ctx.backend.webhooks, project, member, permission_id):
         raise permission_not_found(permission_id)
-    deleted = events.project_permission_deleted(member, permission_id)
-    events.send(ctx.backend.webhooks, project, deleted)
     return Reply(body={"success": True})

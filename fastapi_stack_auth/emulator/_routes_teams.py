@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from . import _changes as changes
 from . import _webhook_events as events
 from ._errors import PlainError
 from ._http import Ctx, FieldCheck, Reply, f_json, f_str, validate
@@ -86,9 +87,7 @@ def create_team(ctx: Ctx) -> Reply:
     team = Team(id=new_id(), display_name=body["display_name"], created_at_millis=now)
     _apply(team, body)
     # The creator is checked before the team is stored: an unknown one leaves no team behind.
-    auth.project.add_team(team, creator_user_id=creator)
-    # No membership or permission event for the creator, as in Stack (contract §13.5).
-    events.send(ctx.backend.webhooks, auth.project, events.team_created(team))
+    changes.add_team(ctx.backend.webhooks, auth.project, team, creator_user_id=creator)
     return Reply(status=201, body=team_json(team, server=auth.server))
 
 
@@ -113,8 +112,7 @@ def delete_team(ctx: Ctx) -> Reply:
     validate(ctx, problems=param_problems(ctx, uuids=["team_id"]))
     auth = ctx.need_auth
     team = _team_for_change(ctx, auth.project, "$delete_team")
-    auth.project.delete_team(team.id)
-    events.send(ctx.backend.webhooks, auth.project, events.team_deleted(team.id))
+    changes.delete_team(ctx.backend.webhooks, auth.project, team.id)
     return Reply(body={"success": True})
 
 
@@ -129,8 +127,7 @@ def add_membership(ctx: Ctx) -> Reply:
     validate(ctx, body={}, problems=_membership_params(ctx))
     auth, team_id = ctx.need_auth, ctx.params["team_id"]
     member = user_id(auth, ctx.params["user_id"]) or ""
-    granted = auth.project.add_member(team_id, member)
-    events.send(ctx.backend.webhooks, auth.project, *events.member_added(team_id, member, granted))
+    changes.add_member(ctx.backend.webhooks, auth.project, team_id, member)
     return Reply(status=201, body={"team_id": team_id, "user_id": member})
 
 
@@ -144,6 +141,5 @@ def remove_membership(ctx: Ctx) -> Reply:
         if member != current.id:
             require_team_permission(project, team_id, current, "$remove_members")
     project.check_member(team_id, member)
-    project.remove_member(team_id, member)
-    events.send(ctx.backend.webhooks, project, events.member_removed(team_id, member))
+    changes.remove_member(ctx.backend.webhooks, project, team_id, member)
     return Reply(body={"success": True})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from . import _changes as changes
 from . import _webhook_events as events
 from ._errors import PlainError
 from ._http import Ctx, Reply, is_uuid, q_bool, q_one_of, q_positive_int, q_uuid, validate
 from ._routes_common import me
-from ._store import Project, User, new_id
+from ._store import User, new_id
 from ._user_fields import (
     CLIENT_UPDATE_FIELDS,
     SERVER_CREATE_FIELDS,
@@ -41,14 +42,8 @@ def delete_me(ctx: Ctx) -> Reply:
     user = me(auth)
     if not auth.server and not auth.project.config.client_user_deletion_enabled:
         raise PlainError(400, "Client user deletion is disabled for this project.")
-    _delete(ctx, auth.project, user.id)
+    changes.delete_user(ctx.backend.webhooks, auth.project, user.id)
     return Reply(body={"success": True})
-
-
-def _delete(ctx: Ctx, project: Project, user_id: str) -> None:
-    deleted = events.user_deleted(project, user_id)  # the teams, before they are forgotten
-    project.delete_user(user_id)
-    events.send(ctx.backend.webhooks, project, *deleted)
 
 
 _LIST_QUERY = {
@@ -121,8 +116,7 @@ def create_user(ctx: Ctx) -> Reply:
     user = User(id=new_id(), signed_up_at_millis=now, last_active_at_millis=now)
     user.is_anonymous = bool(body.get("is_anonymous", False))
     apply_user_fields(project, user, body, now)
-    project.add_user(user)
-    events.send(ctx.backend.webhooks, project, events.user_created(project, user))
+    changes.add_user(ctx.backend.webhooks, project, user)
     return Reply(status=201, body=user_json(user, project, server=True))
 
 
@@ -145,5 +139,6 @@ def patch_user(ctx: Ctx) -> Reply:
 def delete_user(ctx: Ctx) -> Reply:
     validate(ctx, uuid_param="user_id")
     project = ctx.need_auth.project
-    _delete(ctx, project, project.user_or_404(ctx.params["user_id"]).id)
+    user_id = project.user_or_404(ctx.params["user_id"]).id
+    changes.delete_user(ctx.backend.webhooks, project, user_id)
     return Reply(body={"success": True})

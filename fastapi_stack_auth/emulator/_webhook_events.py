@@ -1,6 +1,7 @@
 """The events Stack sends and their ``data`` (contract §13.5), built from the store's rows at the
-moment of the change; ``send`` hands them to the project's endpoints. The call sites (routes and
-the Python API) decide which events a change sends -- and which it does not, as in Stack."""
+moment of the change; ``send`` hands them to the project's endpoints. ``_changes`` (for the
+routes and the Python API alike) and the few routes with a change of their own decide which
+events a change sends -- and which it does not, as in Stack."""
 
 from __future__ import annotations
 
