@@ -17,7 +17,7 @@ from ._emulator import DEFAULT_HOST, DEFAULT_PORT, Emulator
 from ._seed import Seed, SeedPermission, default_seed
 from ._server import UVICORN_MISSING, EmulatorServer, RemoteBindRefused, bind_socket, url_of
 from ._webhook_records import check_webhook_secret, check_webhook_url
-from ._webhooks import SVIX_TIMEOUT, check_retry_schedule
+from ._webhooks import SVIX_RETRY_SCHEDULE, SVIX_TIMEOUT, check_retry_schedule
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +120,7 @@ def _add_webhook_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--webhook-retry-schedule",
         type=retry_schedule,
+        default=SVIX_RETRY_SCHEDULE,
         metavar="SECONDS,...",
         help="delays before each retry of a failed delivery, e.g. 0.05,0.1 for tests; '' for "
         "no retries (default: Svix's 5,300,1800,7200,18000,36000,36000)",
@@ -191,9 +192,6 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     if not args.latency_ms >= 0:
         print("error: --latency-ms must be 0 or more", file=sys.stderr)
         return 2
-    webhook_options: dict[str, Any] = {}
-    if args.webhook_retry_schedule is not None:
-        webhook_options["webhook_retry_schedule"] = args.webhook_retry_schedule
     try:
         emulator = Emulator(
             seed,
@@ -203,8 +201,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
             cors_origins=args.cors_origin,
             webhook_endpoints=args.webhook,
             webhook_secret=args.webhook_secret,
+            webhook_retry_schedule=args.webhook_retry_schedule,
             webhook_timeout=args.webhook_timeout,
-            **webhook_options,
         )
     except ValueError as exc:  # e.g. a permission containing one that is not defined
         print(f"error: {exc}", file=sys.stderr)
