@@ -37,6 +37,16 @@ def fixture_json(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
 
 
+def fixture_response(name: str) -> httpx.Response:
+    """A ``{status, headers, body}`` fixture of the contract as Stack's response (a text body
+    as text, any other as JSON)."""
+    data = fixture_json(name)
+    body = data["body"]
+    if isinstance(body, str):
+        return httpx.Response(data["status"], headers=data["headers"], text=body)
+    return httpx.Response(data["status"], headers=data["headers"], json=body)
+
+
 def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 

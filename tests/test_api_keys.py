@@ -27,7 +27,7 @@ from fastapi_stack_auth._api_keys import (
 from fastapi_stack_auth._cache import TokenCache
 from fastapi_stack_auth._exceptions import StackAuthError
 from fastapi_stack_auth.models import ApiKey, Principal
-from tests.conftest import FIXTURES, USER_ID, fixture_json, user_body
+from tests.conftest import USER_ID, fixture_json, fixture_response, user_body
 
 TEAM_ID = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"
 CROCKFORD_LOWER = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -62,14 +62,6 @@ def key_body(key: str, **overrides: Any) -> dict[str, Any]:
         body["team_id"] = TEAM_ID
     body.update(overrides)
     return body
-
-
-def fixture_response(path: str) -> httpx.Response:
-    data = json.loads((FIXTURES / path).read_text())
-    body = data["body"]
-    if isinstance(body, str):
-        return httpx.Response(data["status"], headers=data["headers"], text=body)
-    return httpx.Response(data["status"], headers=data["headers"], json=body)
 
 
 def checking(kind: str, mock_api: respx.MockRouter) -> respx.Route:

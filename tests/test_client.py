@@ -29,6 +29,7 @@ from tests.conftest import (
     PUBLISHABLE_KEY,
     SECRET_KEY,
     fixture_json,
+    fixture_response,
     mint_token,
     user_body,
 )
@@ -77,11 +78,6 @@ async def test_project_check_sends_no_access_token(
     )
     assert (await client.get_current_project())["id"] == "internal"
     assert "x-stack-access-token" not in route.calls.last.request.headers
-
-
-def _error_fixture(path: str) -> httpx.Response:
-    data = json.loads((FIXTURES / path).read_text())
-    return httpx.Response(data["status"], headers=data["headers"], json=data["body"])
 
 
 @pytest.mark.parametrize(
@@ -144,7 +140,7 @@ def _error_fixture(path: str) -> httpx.Response:
 async def test_error_envelope_becomes_typed_exception(
     client: StackClient, mock_api: respx.MockRouter, fixture: str, exc_type: type, code: str
 ) -> None:
-    response = _error_fixture(fixture)
+    response = fixture_response(fixture)
     mock_api.get("/users/me").mock(return_value=response)
     with pytest.raises(exc_type) as info:
         await client.get_current_user(mint_token())
@@ -161,7 +157,7 @@ async def test_project_credentials_error_names_the_setting(
     client: StackClient, mock_api: respx.MockRouter
 ) -> None:
     mock_api.get("/projects/current").mock(
-        return_value=_error_fixture("errors-constructed/INVALID_SECRET_SERVER_KEY.json")
+        return_value=fixture_response("errors-constructed/INVALID_SECRET_SERVER_KEY.json")
     )
     with pytest.raises(ProjectCredentialsError) as info:
         await client.get_current_project()

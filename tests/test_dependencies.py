@@ -45,7 +45,15 @@ from fastapi_stack_auth import (
 from fastapi_stack_auth._cache import TokenCache
 from fastapi_stack_auth._pipeline import REJECTION_TTL
 from fastapi_stack_auth.errors import AuthError, StackAuthError
-from tests.conftest import FIXTURES, PROJECT_ID, SECRET_KEY, USER_ID, mint_token, user_body
+from tests.conftest import (
+    FIXTURES,
+    PROJECT_ID,
+    SECRET_KEY,
+    USER_ID,
+    fixture_response,
+    mint_token,
+    user_body,
+)
 from tests.jwt_helpers import JwksEndpoint, KeyRing, SigningKey, b64url
 
 ANON_ID = "b7a1c3d5-e9f2-4a6b-8c0d-2e4f6a8b0c1d"
@@ -236,11 +244,6 @@ async def test_repeated_authorization_header_is_401(
 # --- what Stack says, mapped by whose fault it is ---------------------------------------------
 
 
-def _fixture_response(path: str) -> httpx.Response:
-    data = json.loads((FIXTURES / path).read_text())
-    return httpx.Response(data["status"], headers=data["headers"], json=data["body"])
-
-
 @pytest.mark.parametrize(
     ("fixture", "status", "code"),
     [
@@ -272,7 +275,7 @@ async def test_stack_errors_map_by_whose_fault(
     status: int,
     code: str,
 ) -> None:
-    upstream = _fixture_response(fixture)
+    upstream = fixture_response(fixture)
     mock_api.get("/users/me").mock(return_value=upstream)
     response = await client.get("/me", headers=bearer(mint_token()))
     assert_error(response, status, code)
@@ -299,7 +302,7 @@ async def test_misconfiguration_logs_the_setting_to_fix(
     fixture: str,
     setting: str,
 ) -> None:
-    mock_api.get("/users/me").mock(return_value=_fixture_response(fixture))
+    mock_api.get("/users/me").mock(return_value=fixture_response(fixture))
     with caplog.at_level(logging.ERROR, logger="fastapi_stack_auth"):
         await client.get("/me", headers=bearer(mint_token()))
     assert setting in caplog.text
@@ -426,7 +429,7 @@ async def test_optional_user(client: httpx.AsyncClient, mock_api: respx.MockRout
     # A credential that is sent and bad is still 401: the client must learn its token is bad.
     assert_error(await client.get("/hello", headers=bearer("garbage")), 401, "INVALID_TOKEN")
     mock_api.get("/users/me").mock(
-        return_value=_fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json")
+        return_value=fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json")
     )
     assert_error(await client.get("/hello", headers=bearer(mint_token())), 401, "INVALID_TOKEN")
 
@@ -497,7 +500,7 @@ async def test_rejected_token_is_not_cached_as_success(
     pipeline = stack.pipeline
     pipeline.rejected = TTLCache(pipeline.cache.maxsize, REJECTION_TTL, timer=clock)
     route = mock_api.get("/users/me").mock(
-        return_value=_fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json")
+        return_value=fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json")
     )
     token = mint_token()
     for _ in range(2):
@@ -517,7 +520,7 @@ async def test_cache_keys_are_not_raw_tokens(stack: StackAuth, mock_api: respx.M
     assert len(stack.pipeline.cache) == 1
     assert stack.pipeline.cache.get(digest) is not None
     # Nor in the memory of rejected tokens.
-    route.mock(return_value=_fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json"))
+    route.mock(return_value=fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json"))
     rejected = mint_token()
     with pytest.raises(StackAuthError):
         await stack.authenticate(rejected)
@@ -632,16 +635,12 @@ def test_explicit_stack_for_a_second_project(
     ("mock", "level", "needle"),
     [
         (
-            {
-                "return_value": _fixture_response(
-                    "errors-constructed/INVALID_SECRET_SERVER_KEY.json"
-                )
-            },
+            {"return_value": fixture_response("errors-constructed/INVALID_SECRET_SERVER_KEY.json")},
             "ERROR",
             "STACK_SECRET_SERVER_KEY",
         ),
         (
-            {"return_value": _fixture_response("errors/CURRENT_PROJECT_NOT_FOUND.json")},
+            {"return_value": fixture_response("errors/CURRENT_PROJECT_NOT_FOUND.json")},
             "ERROR",
             "STACK_PROJECT_ID",
         ),
@@ -796,7 +795,7 @@ async def test_concurrent_failures_are_separate_exceptions(
     async def slow_failure(request: httpx.Request) -> httpx.Response:
         started.set()
         await release.wait()
-        return _fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json")
+        return fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json")
 
     route = mock_api.get("/users/me").mock(side_effect=slow_failure)
     app = build_app(stack)

@@ -14,23 +14,24 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_stack_auth import StackAuth, StackUser, current_user
-from tests.conftest import FIXTURES, PUBLISHABLE_KEY, SECRET_KEY, mint_token, user_body
+from tests.conftest import (
+    PUBLISHABLE_KEY,
+    SECRET_KEY,
+    fixture_response,
+    mint_token,
+    user_body,
+)
 
 COOKIE = "stack-refresh-secretcookievalue"
 
 
-def _fixture_response(path: str) -> httpx.Response:
-    data = json.loads((FIXTURES / path).read_text())
-    return httpx.Response(data["status"], headers=data["headers"], json=data["body"])
-
-
 UPSTREAM = [
     httpx.Response(200, json=user_body()),
-    _fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json"),
-    _fixture_response("errors-constructed/ACCESS_TOKEN_EXPIRED.json"),
-    _fixture_response("errors/CANNOT_GET_OWN_USER_WITHOUT_USER.json"),
-    _fixture_response("errors-constructed/INVALID_SECRET_SERVER_KEY.json"),
-    _fixture_response("errors/SCHEMA_ERROR.json"),
+    fixture_response("errors/UNPARSABLE_ACCESS_TOKEN.json"),
+    fixture_response("errors-constructed/ACCESS_TOKEN_EXPIRED.json"),
+    fixture_response("errors/CANNOT_GET_OWN_USER_WITHOUT_USER.json"),
+    fixture_response("errors-constructed/INVALID_SECRET_SERVER_KEY.json"),
+    fixture_response("errors/SCHEMA_ERROR.json"),
     httpx.Response(503, text="down"),
     httpx.Response(200, text="not json"),
     httpx.ConnectError("refused"),
@@ -50,7 +51,7 @@ def test_nothing_secret_reaches_logs_or_bodies(
         return user.id
 
     mock_api.get("/projects/current").mock(
-        return_value=_fixture_response("errors-constructed/INVALID_SECRET_SERVER_KEY.json")
+        return_value=fixture_response("errors-constructed/INVALID_SECRET_SERVER_KEY.json")
     )
     route = mock_api.get("/users/me")
     tokens: list[str] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
 import respx
 from pydantic import SecretStr
@@ -21,16 +20,11 @@ from fastapi_stack_auth.errors import (
 )
 from fastapi_stack_auth.models import ApiKey
 from fastapi_stack_auth.server import NewApiKey, Session, SessionTokens, StackServer
-from tests.conftest import FIXTURES, USER_ID, fixture_json
+from tests.conftest import USER_ID, fixture_json, fixture_response
 
 TEAM_ID = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"
 KEY_ID = "7c8d9e0f-1a2b-4c3d-9e4f-5a6b7c8d9e0f"
 SESSIONS_LIST: dict[str, Any] = fixture_json("sessions-list.server.CONSTRUCTED.json")
-
-
-def error_response(name: str) -> httpx.Response:
-    wrapper = json.loads((FIXTURES / name).read_text())
-    return httpx.Response(wrapper["status"], headers=wrapper["headers"], json=wrapper["body"])
 
 
 def body_of(route: respx.Route) -> Any:
@@ -154,7 +148,7 @@ async def test_check_keys(server: StackServer, mock_api: respx.MockRouter) -> No
 async def test_check_errors(
     server: StackServer, mock_api: respx.MockRouter, fixture: str, exc_type: type[Exception]
 ) -> None:
-    mock_api.post("/user-api-keys/check").mock(return_value=error_response(fixture))
+    mock_api.post("/user-api-keys/check").mock(return_value=fixture_response(fixture))
     with pytest.raises(exc_type):
         await server.api_keys.check_user_key("sk_whatever")
 
@@ -191,7 +185,7 @@ async def test_create_impersonation_session(
 async def test_create_session_for_unknown_user(
     server: StackServer, mock_api: respx.MockRouter
 ) -> None:
-    answer = error_response("errors-constructed/USER_ID_DOES_NOT_EXIST.json")
+    answer = fixture_response("errors-constructed/USER_ID_DOES_NOT_EXIST.json")
     mock_api.post("/auth/sessions").mock(return_value=answer)
     with pytest.raises(UserNotFoundError) as info:
         await server.sessions.create(USER_ID)

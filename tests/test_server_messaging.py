@@ -29,7 +29,7 @@ from fastapi_stack_auth.server import (
     StackServer,
     TeamInvitation,
 )
-from tests.conftest import FIXTURES, USER_ID, fixture_json
+from tests.conftest import USER_ID, fixture_json, fixture_response, stack_error
 
 TEAM_ID = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"
 INVITATION_ID = "2a4c6e8f-1b3d-4f5a-9c7e-0d2f4a6b8c1e"
@@ -52,17 +52,8 @@ def known_error(code: str) -> httpx.Response:
     the contract has one."""
     if code in SOURCE_ONLY_ERRORS:
         status, message = SOURCE_ONLY_ERRORS[code]
-        wrapper: dict[str, Any] = {
-            "status": status,
-            "headers": {
-                "x-stack-known-error": code,
-                "content-type": "application/json; charset=utf-8",
-            },
-            "body": {"code": code, "error": message},
-        }
-    else:
-        wrapper = fixture_json(f"errors/{code}.json")
-    return httpx.Response(wrapper["status"], headers=wrapper["headers"], json=wrapper["body"])
+        return stack_error(status, code, message)
+    return fixture_response(f"errors/{code}.json")
 
 
 def body_of(route: respx.Route) -> Any:
@@ -255,16 +246,11 @@ async def test_send_email_arguments_are_checked_before_any_request(
     assert route.call_count == 0
 
 
-def user_id_does_not_exist() -> httpx.Response:
-    wrapper = json.loads((FIXTURES / "errors-constructed/USER_ID_DOES_NOT_EXIST.json").read_text())
-    return httpx.Response(wrapper["status"], headers=wrapper["headers"], json=wrapper["body"])
-
-
 @pytest.mark.parametrize(
     ("answer", "exc_type"),
     [
         (known_error("REQUIRES_CUSTOM_EMAIL_SERVER"), CustomEmailServerRequiredError),
-        (user_id_does_not_exist(), UserNotFoundError),
+        (fixture_response("errors-constructed/USER_ID_DOES_NOT_EXIST.json"), UserNotFoundError),
     ],
 )
 async def test_send_email_errors(

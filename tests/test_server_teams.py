@@ -23,15 +23,10 @@ from fastapi_stack_auth.errors import (
 )
 from fastapi_stack_auth.models import Team
 from fastapi_stack_auth.server import ProjectPermission, StackServer, TeamMembership, TeamPermission
-from tests.conftest import FIXTURES, USER_ID, fixture_json
+from tests.conftest import USER_ID, fixture_json, fixture_response
 
 TEAM_ID = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"
 SECOND_USER = "9d2e4f6a-1b3c-4d5e-8f7a-6b5c4d3e2f1a"
-
-
-def error_response(name: str) -> httpx.Response:
-    wrapper = json.loads((FIXTURES / name).read_text())
-    return httpx.Response(wrapper["status"], headers=wrapper["headers"], json=wrapper["body"])
 
 
 def body_of(route: respx.Route) -> Any:
@@ -58,7 +53,7 @@ async def test_get_team(server: StackServer, mock_api: respx.MockRouter) -> None
 
 
 async def test_get_unknown_team(server: StackServer, mock_api: respx.MockRouter) -> None:
-    answer = error_response("errors-constructed/TEAM_NOT_FOUND.json")
+    answer = fixture_response("errors-constructed/TEAM_NOT_FOUND.json")
     mock_api.get(f"/teams/{TEAM_ID}").mock(return_value=answer)
     with pytest.raises(TeamNotFoundError) as info:
         await server.teams.get(TEAM_ID)
@@ -98,7 +93,7 @@ async def test_create_team(server: StackServer, mock_api: respx.MockRouter) -> N
 async def test_create_team_with_unknown_creator(
     server: StackServer, mock_api: respx.MockRouter
 ) -> None:
-    mock_api.post("/teams").mock(return_value=error_response("errors/USER_NOT_FOUND.json"))
+    mock_api.post("/teams").mock(return_value=fixture_response("errors/USER_NOT_FOUND.json"))
     with pytest.raises(UserNotFoundError):
         await server.teams.create("T", creator_user_id=USER_ID)
 
@@ -114,7 +109,7 @@ async def test_update_team_sends_only_what_is_given(
 async def test_update_team_without_permission(
     server: StackServer, mock_api: respx.MockRouter
 ) -> None:
-    answer = error_response("errors/TEAM_PERMISSION_REQUIRED.json")
+    answer = fixture_response("errors/TEAM_PERMISSION_REQUIRED.json")
     mock_api.patch(f"/teams/{TEAM_ID}").mock(return_value=answer)
     with pytest.raises(TeamPermissionRequiredError) as info:
         await server.teams.update(TEAM_ID, display_name="x")
@@ -140,7 +135,7 @@ async def test_add_member(server: StackServer, mock_api: respx.MockRouter) -> No
 
 
 async def test_add_member_twice(server: StackServer, mock_api: respx.MockRouter) -> None:
-    answer = error_response("errors/TEAM_MEMBERSHIP_ALREADY_EXISTS.json")
+    answer = fixture_response("errors/TEAM_MEMBERSHIP_ALREADY_EXISTS.json")
     mock_api.post(f"/team-memberships/{TEAM_ID}/{USER_ID}").mock(return_value=answer)
     with pytest.raises(TeamMembershipAlreadyExistsError):
         await server.memberships.add(TEAM_ID, USER_ID)
@@ -152,7 +147,7 @@ async def test_remove_member(server: StackServer, mock_api: respx.MockRouter) ->
     )
     await server.memberships.remove(TEAM_ID, USER_ID)
     assert route.call_count == 1
-    answer = error_response("errors/TEAM_MEMBERSHIP_NOT_FOUND.json")
+    answer = fixture_response("errors/TEAM_MEMBERSHIP_NOT_FOUND.json")
     route.mock(return_value=answer)
     with pytest.raises(TeamMembershipNotFoundError):
         await server.memberships.remove(TEAM_ID, USER_ID)
@@ -254,7 +249,7 @@ async def test_grant_errors(
     server: StackServer, mock_api: respx.MockRouter, fixture: str, exc_type: type[Exception]
 ) -> None:
     mock_api.post(f"/team-permissions/{TEAM_ID}/{USER_ID}/p1").mock(
-        return_value=error_response(fixture)
+        return_value=fixture_response(fixture)
     )
     with pytest.raises(exc_type):
         await server.team_permissions.grant(TEAM_ID, USER_ID, "p1")
@@ -263,7 +258,7 @@ async def test_grant_errors(
 async def test_revoking_an_indirect_team_permission(
     server: StackServer, mock_api: respx.MockRouter
 ) -> None:
-    answer = error_response("errors-constructed/TEAM_PERMISSION_NOT_FOUND.json")
+    answer = fixture_response("errors-constructed/TEAM_PERMISSION_NOT_FOUND.json")
     mock_api.delete(f"/team-permissions/{TEAM_ID}/{USER_ID}/team_member").mock(return_value=answer)
     with pytest.raises(PermissionNotFoundError) as info:
         await server.team_permissions.revoke(TEAM_ID, USER_ID, "team_member")
@@ -296,6 +291,6 @@ async def test_grant_and_revoke_project_permission(
     granted = await server.project_permissions.grant(USER_ID, "admin")
     assert granted == ProjectPermission(id="admin", user_id=USER_ID)
     assert body_of(post) == {}
-    mock_api.delete(path).mock(return_value=error_response("errors/PERMISSION_NOT_FOUND.json"))
+    mock_api.delete(path).mock(return_value=fixture_response("errors/PERMISSION_NOT_FOUND.json"))
     with pytest.raises(PermissionNotFoundError):
         await server.project_permissions.revoke(USER_ID, "admin")

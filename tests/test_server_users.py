@@ -19,15 +19,9 @@ from fastapi_stack_auth.errors import (
     UserNotFoundError,
 )
 from fastapi_stack_auth.server import UNSET, StackServer, UserPage
-from tests.conftest import FIXTURES, PROJECT_ID, SECRET_KEY, USER_ID, fixture_json
+from tests.conftest import PROJECT_ID, SECRET_KEY, USER_ID, fixture_json, fixture_response
 
 SECOND_USER = "9d2e4f6a-1b3c-4d5e-8f7a-6b5c4d3e2f1a"
-
-
-def error_response(name: str) -> httpx.Response:
-    """A contract error fixture (``{status, headers, body}``) as a response."""
-    wrapper = json.loads((FIXTURES / name).read_text())
-    return httpx.Response(wrapper["status"], headers=wrapper["headers"], json=wrapper["body"])
 
 
 def body_of(route: respx.Route) -> Any:
@@ -63,7 +57,7 @@ async def test_get_unknown_user_raises_user_not_found(
     server: StackServer, mock_api: respx.MockRouter
 ) -> None:
     mock_api.get(f"/users/{USER_ID}").mock(
-        return_value=error_response("errors/USER_NOT_FOUND.json")
+        return_value=fixture_response("errors/USER_NOT_FOUND.json")
     )
     with pytest.raises(UserNotFoundError) as info:
         await server.users.get(USER_ID)
@@ -231,7 +225,7 @@ async def test_create_with_a_taken_email_raises(
     server: StackServer, mock_api: respx.MockRouter
 ) -> None:
     mock_api.post("/users").mock(
-        return_value=error_response("errors/USER_EMAIL_ALREADY_EXISTS.json")
+        return_value=fixture_response("errors/USER_EMAIL_ALREADY_EXISTS.json")
     )
     with pytest.raises(UserEmailAlreadyExistsError) as info:
         await server.users.create(
@@ -266,7 +260,7 @@ async def test_update_schema_error_is_a_validation_error(
     server: StackServer, mock_api: respx.MockRouter
 ) -> None:
     mock_api.patch(f"/users/{USER_ID}").mock(
-        return_value=error_response("errors/SCHEMA_ERROR.json")
+        return_value=fixture_response("errors/SCHEMA_ERROR.json")
     )
     with pytest.raises(StackValidationError) as info:
         await server.users.update(USER_ID, country_code="not a country")
