@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _KSUID_EPOCH = 1_400_000_000
 SECRET_PREFIX = "whsec_"
-#: Svix's server makes 24 random bytes; it accepts keys of 24 to 64 bytes.
+#: Svix's server makes 24 random bytes; it accepts keys of 24 to 75 bytes (32 to 100 base64
+#: characters). The emulator takes at most 64, a narrower range than Svix's.
 SECRET_BYTES = 24
 _MAX_SECRET_BYTES = 64
 _MAX_URL_LENGTH = 2048
