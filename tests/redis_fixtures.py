@@ -83,6 +83,13 @@ class RedisServer:
         """A plain synchronous client for looking into the server (close it after use)."""
         return redis.Redis(host=self.host, port=self.port, password=password)
 
+    def cached_values(self) -> dict[bytes, bytes]:
+        """Every string value in the server by key: what the caches store, their per-subject
+        index sets (sorted sets) left out."""
+        with self.client() as client:
+            keys = [key for key in client.scan_iter(match="*") if client.type(key) == b"string"]
+            return {key: client.get(key) or b"" for key in keys}
+
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and wait for it; idempotent."""
         if self.running:

@@ -231,12 +231,6 @@ async def test_a_fault_is_shared_by_the_waiters_but_never_cached(
 # --- the shared tier ------------------------------------------------------------------------
 
 
-def redis_keys(server: RedisServer) -> dict[bytes, bytes]:
-    with server.client() as client:
-        # Cached values only: the per-subject index sets (sorted sets) are left out.
-        return {k: client.get(k) for k in client.keys("*") if client.type(k) == b"string"}
-
-
 @pytest.fixture
 def workers(
     stack_settings: dict[str, Any], redis_url: str, redis_server: RedisServer
@@ -258,9 +252,9 @@ async def test_workers_share_answers_through_redis(
             assert not await worker.permissions.has_project_permission(USER_ID, "admin")
         assert (grants.call_count, teams.call_count, projects.call_count) == (1, 1, 1)
         prefix = f"{KEY_PREFIX}:{PROJECT_ID}:".encode()
-        kinds = sorted(key[len(prefix) :].split(b":")[0] for key in redis_keys(server))
+        kinds = sorted(key[len(prefix) :].split(b":")[0] for key in server.cached_values())
         assert kinds == [b"project-permission", b"team-permission", b"teams"]
-        for key in redis_keys(server):
+        for key in server.cached_values():
             assert USER_ID.encode() not in key  # keys are digests
         with server.client() as client:
             assert 1 <= min(client.ttl(key) for key in client.keys("*")) <= 5
@@ -273,7 +267,7 @@ async def test_a_tampered_shared_answer_is_ignored(
     route = mock_api.get("/team-permissions").respond(200, json={"items": []})
     async with StackAuth(**settings) as one, StackAuth(**settings) as two:
         assert not await one.permissions.has_team_permission(USER_ID, TEAM, "docs:read")
-        [(key, value)] = redis_keys(server).items()
+        [(key, value)] = server.cached_values().items()
         forged = value[:32] + dump_flag(True, time.time() + 60)  # the tag no longer fits
         with server.client() as client:
             client.set(key, forged, ex=60)
@@ -287,7 +281,7 @@ async def test_no_shared_tier_when_the_ttl_is_zero(
     settings, server = workers
     async with StackAuth(**settings, permission_cache_ttl=0) as stack:
         assert await stack.permissions.has_team_permission(USER_ID, TEAM, "docs:read")
-    assert redis_keys(server) == {}
+    assert server.cached_values() == {}
 
 
 def test_the_codecs_round_trip_and_refuse_other_values() -> None:

@@ -88,13 +88,6 @@ def tier_records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     ]
 
 
-def dump_redis(server: RedisServer, password: str | None = None) -> dict[bytes, bytes]:
-    """Every cached value in the server, by key (the per-subject index sets left out)."""
-    with server.client(password) as client:
-        keys = [key for key in client.scan_iter(match="*") if client.type(key) == b"string"]
-        return {key: client.get(key) or b"" for key in keys}
-
-
 class Clock:
     def __init__(self, now: float = 1_000_000.0) -> None:
         self.now = now
@@ -187,7 +180,7 @@ async def test_keys_are_project_scoped_digests_and_no_token_is_stored(
     async with StackAuth(**stack_settings, cache_url=redis_url) as stack:
         for token in tokens:
             await stack.authenticate(token)
-    stored = dump_redis(redis_server)
+    stored = redis_server.cached_values()
     assert sorted(stored) == sorted(redis_key(token) for token in tokens)
     everything = b"\n".join(key + b"=" + value for key, value in stored.items())
     for token in tokens:
@@ -229,7 +222,7 @@ async def test_ttl_is_whole_seconds_rounded_down_and_short_lives_are_not_written
     await shared.put(b"c" * 32, "v", clock.now - 5)
     await shared.put(b"d" * 32, "v", math.inf)
     key = b"test:p:remote:" + (b"a" * 32).hex().encode()
-    assert list(dump_redis(redis_server)) == [key]
+    assert list(redis_server.cached_values()) == [key]
     with redis_server.client() as client:
         assert 28_000 < client.pttl(key) <= 29_000
     assert await shared.get(b"a" * 32) == ("v", clock.now + 29.99)
@@ -256,7 +249,7 @@ async def test_cache_ttl_zero_writes_nothing(
     async with StackAuth(**stack_settings, cache_url=redis_url, cache_ttl=0) as stack:
         assert stack.shared_tier is None
         await stack.authenticate(mint_token())
-    assert dump_redis(redis_server) == {}
+    assert redis_server.cached_values() == {}
     assert any("STACK_CACHE_URL is set but unused" in r.getMessage() for r in caplog.records)
 
 
@@ -346,12 +339,12 @@ async def test_a_shared_entry_is_trusted_by_no_worker_past_the_ttl_since_verific
     key = token_key("a token")
     verified_at = clock.now
     assert await a.get_or_load(key, verify) == "user"
-    [(redis_key_a, written)] = dump_redis(redis_server).items()
+    [(redis_key_a, written)] = redis_server.cached_values().items()
     assert _load_str(written[32:]) == ("user", verified_at + 30)
     clock.now += 20
     assert await b.get_or_load(key, verify) == "user"
     assert calls == 1
-    assert dump_redis(redis_server) == {redis_key_a: written}  # not written again by b
+    assert redis_server.cached_values() == {redis_key_a: written}  # not written again by b
     with redis_server.client() as admin:
         assert admin.ttl(redis_key_a) > 25  # real seconds: Redis has not dropped it
     clock.now += 9.9
@@ -407,7 +400,7 @@ def test_a_stale_answer_is_not_shared_and_a_healthy_worker_asks_stack(
     )
     with caplog.at_level(logging.DEBUG), TestClient(app_a) as a, TestClient(app_b) as b:
         assert a.get("/me", headers=bearer(token)).status_code == 200  # Stack confirms it
-        assert list(dump_redis(redis_server)) == [redis_key(token)]  # and it is shared
+        assert list(redis_server.cached_values()) == [redis_key(token)]  # and it is shared
         # STACK_CACHE_TTL passes: A's own entry and the shared one expire.
         stack_a.pipeline.cache.clear()
         with redis_server.client() as admin:
@@ -420,13 +413,13 @@ def test_a_stale_answer_is_not_shared_and_a_healthy_worker_asks_stack(
             assert response.json() == {"id": USER_ID}
         assert flaky.users_me_calls == 2  # the second stale answer: A's in-process cache
         assert stack_a.pipeline.cache.get(token_key(token)) is not None
-        assert dump_redis(redis_server) == {}
+        assert redis_server.cached_values() == {}
 
         response = b.get("/me", headers=bearer(token))
         assert response.status_code == 401
         assert response.json()["code"] == "USER_NOT_FOUND"
         assert deleted.call_count == 1
-        assert dump_redis(redis_server) == {}
+        assert redis_server.cached_values() == {}
     assert [r for r in caplog.records if "STACK_STALE_GRACE" in r.getMessage()]
     text = caplog.text + "\n".join(str(r.__dict__) for r in caplog.records)
     for secret in (token, redis_key(token).decode(), token_key(token).hex(), SECRET_KEY):
@@ -467,7 +460,7 @@ def test_redis_killed_mid_run_then_back(
     first, during, after = mint_token(), [mint_token() for _ in range(3)], mint_token()
     with caplog.at_level(logging.INFO), TestClient(app) as client:
         assert client.get("/me", headers=bearer(first)).status_code == 200
-        assert redis_key(first) in dump_redis(server)
+        assert redis_key(first) in server.cached_values()
         server.kill()
         assert stack.shared_tier is not None
         stack.shared_tier.retry_interval = 0  # probe on every miss while it is down
@@ -481,7 +474,7 @@ def test_redis_killed_mid_run_then_back(
         server.restart()
         assert client.get("/me", headers=bearer(after)).status_code == 200
         assert stack.shared_tier.available
-        assert redis_key(after) in dump_redis(server)
+        assert redis_key(after) in server.cached_values()
     assert len(tier_records(caplog, logging.WARNING)) == 1
     [back] = [m for m in tier_records(caplog, logging.INFO) if "available again" in m]
     assert f"127.0.0.1:{server.port}" in back
@@ -536,7 +529,7 @@ async def test_a_tampered_or_foreign_entry_is_ignored(
             (dump_identity, load_identity),
         )
         await intruder.put(token_key(token), forged, time.time() + 30)
-        assert redis_key(token) in dump_redis(redis_server)
+        assert redis_key(token) in redis_server.cached_values()
         identity = await stack.authenticate(token)
         assert identity.user.primary_email != "attacker@example.com"
         assert users_me.call_count == 1
@@ -671,7 +664,7 @@ async def test_jwt_mode_shares_full_profiles_but_not_identities(
         profile_b = await b.fetch_user(token)
     assert profile_a == profile_b
     assert users_me.call_count == 1
-    assert list(dump_redis(redis_server)) == [redis_key(token, kind="profile")]
+    assert list(redis_server.cached_values()) == [redis_key(token, kind="profile")]
 
 
 # --- configuration -------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import respx
 from fastapi import FastAPI
 
 from fastapi_stack_auth import StackAuth
-from fastapi_stack_auth._settings import redis_location
 from fastapi_stack_auth._shared_cache import KEY_PREFIX
 from fastapi_stack_auth.webhooks import StackWebhooks, UserDeleted, WebhookEvent
 from tests.conftest import PROJECT_ID, USER_ID
@@ -78,12 +77,9 @@ async def workers(
         yield started
 
 
-def redis_entries(server_url: str) -> dict[bytes, tuple[bytes, int]]:
+def redis_entries(server: RedisServer) -> dict[bytes, tuple[bytes, int]]:
     """Each webhook key in Redis: its value and TTL."""
-    import redis
-
-    host, _, port = (redis_location(server_url) or "").rpartition(":")
-    with redis.Redis(host=host, port=int(port)) as client:
+    with server.client() as client:
         return {
             key: (client.get(key) or b"", int(client.ttl(key)))
             for key in client.scan_iter(match=KEY_START + b"*")
@@ -94,6 +90,7 @@ async def test_two_workers_run_the_handlers_once_in_total(
     stack_settings: dict[str, Any],
     mock_api: respx.MockRouter,
     redis_url: str,
+    redis_server: RedisServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     recorder = Recorder()
@@ -110,7 +107,7 @@ async def test_two_workers_run_the_handlers_once_in_total(
     assert recorder.ids == ["msg_shared"]
     # The real StackAuth.invalidation ran, and told the other worker through Redis.
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
-    ((key, (value, ttl)),) = redis_entries(redis_url).items()
+    ((key, (value, ttl)),) = redis_entries(redis_server).items()
     # The id is not in the key: a digest keyed with the endpoint's secret.
     expected = hmac.new(
         base64.b64decode(SECRET[6:]),
@@ -123,7 +120,10 @@ async def test_two_workers_run_the_handlers_once_in_total(
 
 
 async def test_a_duplicate_on_another_worker_while_the_first_runs_is_409(
-    stack_settings: dict[str, Any], mock_api: respx.MockRouter, redis_url: str
+    stack_settings: dict[str, Any],
+    mock_api: respx.MockRouter,
+    redis_url: str,
+    redis_server: RedisServer,
 ) -> None:
     started, release = asyncio.Event(), asyncio.Event()
     runs: list[str] = []
@@ -139,7 +139,7 @@ async def test_a_duplicate_on_another_worker_while_the_first_runs_is_409(
     async with workers(2, stack_settings, redis_url, setup) as (a, b):
         first = asyncio.create_task(a.post(delivery))
         await started.wait()
-        (value, ttl) = next(iter(redis_entries(redis_url).values()))
+        (value, ttl) = next(iter(redis_entries(redis_server).values()))
         assert value == b"processing"
         assert 0 < ttl <= 120
         duplicate = await b.post(delivery)
@@ -152,7 +152,10 @@ async def test_a_duplicate_on_another_worker_while_the_first_runs_is_409(
 
 
 async def test_a_failure_on_one_worker_lets_the_retry_run_on_another(
-    stack_settings: dict[str, Any], mock_api: respx.MockRouter, redis_url: str
+    stack_settings: dict[str, Any],
+    mock_api: respx.MockRouter,
+    redis_url: str,
+    redis_server: RedisServer,
 ) -> None:
     runs: list[str] = []
 
@@ -166,14 +169,17 @@ async def test_a_failure_on_one_worker_lets_the_retry_run_on_another(
     delivery = signed(payload("user.deleted.json"), msg_id="msg_flaky")
     async with workers(2, stack_settings, redis_url, setup) as (a, b):
         assert (await a.post(delivery)).status_code == 500
-        assert redis_entries(redis_url) == {}  # released
+        assert redis_entries(redis_server) == {}  # released
         assert (await b.post(delivery)).status_code == 204
         assert (await a.post(delivery)).status_code == 204
     assert runs == ["msg_flaky", "msg_flaky"]
 
 
 async def test_two_endpoints_of_one_project_on_one_redis_both_handle_a_message(
-    stack_settings: dict[str, Any], mock_api: respx.MockRouter, redis_url: str
+    stack_settings: dict[str, Any],
+    mock_api: respx.MockRouter,
+    redis_url: str,
+    redis_server: RedisServer,
 ) -> None:
     # Svix sends the same message id to every endpoint of the project, each with its own
     # secret: two services sharing a Redis must not skip each other's deliveries.
@@ -194,7 +200,7 @@ async def test_two_endpoints_of_one_project_on_one_redis_both_handle_a_message(
         assert (await b.post(delivery)).status_code == 204
     assert first.ids == ["msg_x"]
     assert second.ids == ["msg_x"]
-    assert len(redis_entries(redis_url)) == 2
+    assert len(redis_entries(redis_server)) == 2
 
 
 async def test_workers_midway_through_a_rotation_agree(
