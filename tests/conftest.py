@@ -106,6 +106,15 @@ def user_body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+def granted(request: httpx.Request) -> httpx.Response:
+    """Stack's ``GET /team-permissions`` or ``/project-permissions`` granting whatever is asked."""
+    params = request.url.params
+    item = {"id": params["permission_id"], "user_id": params["user_id"]}
+    if "team_id" in params:
+        item["team_id"] = params["team_id"]
+    return httpx.Response(200, json={"items": [item], "is_paginated": False})
+
+
 def stack_error(status: int, code: str, message: str = "error", **details: Any) -> httpx.Response:
     """A Stack known-error response."""
     body: dict[str, Any] = {"code": code, "error": message}
@@ -150,6 +159,12 @@ def mock_api() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url=f"{API_URL}/api/v1", assert_all_called=False) as router:
         router.get(f"/projects/{PROJECT_ID}/.well-known/jwks.json").respond(404)
         yield router
+
+
+@pytest.fixture
+def users_me(mock_api: respx.MockRouter) -> respx.Route:
+    """Stack's ``GET /users/me`` through ``mock_api``, answering the default test user."""
+    return mock_api.get("/users/me").respond(200, json=user_body())
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from fastapi_stack_auth._permissions import (
 )
 from fastapi_stack_auth._shared_cache import KEY_PREFIX
 from fastapi_stack_auth.models import Team
-from tests.conftest import PROJECT_ID, USER_ID, fixture_json, mint_token, user_body
+from tests.conftest import PROJECT_ID, USER_ID, fixture_json, granted, mint_token, user_body
 from tests.redis_fixtures import RedisServer
 
 pytest_plugins = ["tests.redis_fixtures"]
@@ -43,12 +43,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def granted(request: httpx.Request) -> httpx.Response:
-    q = request.url.params
-    item = {"id": q["permission_id"], "team_id": q["team_id"], "user_id": q["user_id"]}
-    return httpx.Response(200, json={"items": [item], "is_paginated": False})
 
 
 @pytest.fixture

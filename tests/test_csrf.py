@@ -18,7 +18,7 @@ from starlette.websockets import WebSocketDisconnect
 from fastapi_stack_auth import StackAuth, StackUser, current_user, optional_user
 from fastapi_stack_auth._csrf import check_same_origin
 from fastapi_stack_auth.errors import AuthError
-from tests.conftest import PROJECT_ID, USER_ID, mint_token, user_body
+from tests.conftest import PROJECT_ID, USER_ID, mint_token
 
 RT = "0123456789abcdefghjkmnpqrstvwxyz0123456789abc"
 TRUSTED = "https://app.example.com"
@@ -66,11 +66,6 @@ def settings(stack_settings: dict[str, Any]) -> dict[str, Any]:
         "cookies": True,
         "trusted_origins": f"{TRUSTED}, http://localhost:3000",
     }
-
-
-@pytest.fixture
-def users_me(mock_api: respx.MockRouter) -> respx.Route:
-    return mock_api.get("/users/me").respond(200, json=user_body())
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from fastapi_stack_auth._cache import TokenCache, token_key
 from fastapi_stack_auth._denied import DeniedUsers
 from fastapi_stack_auth._permissions import project_key, team_key, teams_key
 from fastapi_stack_auth._subjects import member_subject, team_subject, user_subject
-from tests.conftest import API_URL, PROJECT_ID, USER_ID, mint_token, user_body
+from tests.conftest import API_URL, PROJECT_ID, USER_ID, granted, mint_token, user_body
 from tests.jwt_helpers import JwksEndpoint, KeyRing
 from tests.test_api_keys import key_body, make_key
 
@@ -65,8 +65,8 @@ class FakeStack:
         for user in (U, V):
             mock_api.get(f"/users/{user}").respond(200, json=full_user(user))
         self.teams = mock_api.get("/teams").mock(side_effect=self.teams_of)
-        self.team_grants = mock_api.get("/team-permissions").mock(side_effect=self.granted)
-        self.project_grants = mock_api.get("/project-permissions").mock(side_effect=self.granted)
+        self.team_grants = mock_api.get("/team-permissions").mock(side_effect=granted)
+        self.project_grants = mock_api.get("/project-permissions").mock(side_effect=granted)
         self.user_keys = mock_api.post("/user-api-keys/check").mock(side_effect=self.check)
         self.team_keys = mock_api.post("/team-api-keys/check").mock(side_effect=self.check)
         self.owners: dict[str, dict[str, str]] = {}  # API key -> {"user_id"|"team_id": id}
@@ -79,12 +79,6 @@ class FakeStack:
     def teams_of(self, request: httpx.Request) -> httpx.Response:
         user = request.url.params["user_id"]
         return httpx.Response(200, json={"items": [team_body(t) for t in TEAMS[user]]})
-
-    def granted(self, request: httpx.Request) -> httpx.Response:
-        item = {"id": request.url.params["permission_id"], "user_id": request.url.params["user_id"]}
-        if "team_id" in request.url.params:
-            item["team_id"] = request.url.params["team_id"]
-        return httpx.Response(200, json={"items": [item]})
 
     def check(self, request: httpx.Request) -> httpx.Response:
         key = json.loads(request.content)["api_key"]

@@ -22,7 +22,7 @@ from fastapi_stack_auth._cache import token_key
 from fastapi_stack_auth._permissions import project_key, team_key
 from fastapi_stack_auth._shared_cache import KEY_PREFIX, mac_key, seal, subject_index
 from fastapi_stack_auth._subjects import user_subject
-from tests.conftest import PROJECT_ID, SECRET_KEY, USER_ID, mint_token, user_body
+from tests.conftest import PROJECT_ID, SECRET_KEY, USER_ID, granted, mint_token, user_body
 from tests.jwt_helpers import JwksEndpoint, KeyRing
 from tests.redis_fixtures import RedisServer
 
@@ -38,21 +38,8 @@ OTHER_TEAM = "7e7e7e7e-0000-4000-8000-0000000000a2"
 
 
 @pytest.fixture
-def users_me(mock_api: respx.MockRouter) -> respx.Route:
-    return mock_api.get("/users/me").mock(return_value=httpx.Response(200, json=user_body()))
-
-
-@pytest.fixture
 def grants(mock_api: respx.MockRouter) -> respx.Route:
     """Stack granting every team and project permission asked about."""
-
-    def granted(request: httpx.Request) -> httpx.Response:
-        params = request.url.params
-        item = {"id": params["permission_id"], "user_id": params["user_id"]}
-        if "team_id" in params:
-            item["team_id"] = params["team_id"]
-        return httpx.Response(200, json={"items": [item]})
-
     mock_api.get("/project-permissions").mock(side_effect=granted)
     return mock_api.get("/team-permissions").mock(side_effect=granted)
 

@@ -54,12 +54,6 @@ TIER_LOGGER = "fastapi_stack_auth"
 REDIS_PASSWORD = "redis-pw-0123456789-SECRET"
 
 
-@pytest.fixture
-def users_me(mock_api: respx.MockRouter) -> respx.Route:
-    """Stack's GET /users/me, answering the default test user."""
-    return mock_api.get("/users/me").mock(return_value=httpx.Response(200, json=user_body()))
-
-
 def build_app(settings: dict[str, Any]) -> tuple[FastAPI, StackAuth]:
     stack = StackAuth(**settings)
     app = FastAPI()
