@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -45,6 +46,16 @@ def fixture_response(name: str) -> httpx.Response:
     if isinstance(body, str):
         return httpx.Response(data["status"], headers=data["headers"], text=body)
     return httpx.Response(data["status"], headers=data["headers"], json=body)
+
+
+async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll ``predicate`` until it holds, failing after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            pytest.fail(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.005)
 
 
 def _b64(data: dict[str, Any]) -> str:

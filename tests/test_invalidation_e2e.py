@@ -4,8 +4,7 @@ API, and the app's next request with that user's cached token or API key refused
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,6 +16,7 @@ from fastapi_stack_auth import StackAuth
 from fastapi_stack_auth._principals import CurrentPrincipal
 from fastapi_stack_auth.models import Principal
 from fastapi_stack_auth.testing import EmulatedStack
+from tests.conftest import eventually
 
 pytest_plugins = ["fastapi_stack_auth.testing", "tests.redis_fixtures"]
 
@@ -94,16 +94,8 @@ async def test_every_worker_refuses_the_user_through_redis(
             assert (await worker.get("/me", headers=user.headers)).status_code == 200
         delete_through_stack(emulated, user.id)
         await a.invalidation.user_deleted(user.id)  # the worker that got the webhook
-        await eventually(lambda: user.id in b.invalidation.denied)
+        await eventually(lambda: user.id in b.invalidation.denied, "b hears of the deletion")
         assert (await worker_b.get("/me", headers=user.headers)).status_code == 401
         late = emulated.stack_auth(verify=mode, cache_url=redis_url)
         async with serving(late) as worker_c:  # started after the deletion
             assert (await worker_c.get("/me", headers=user.headers)).status_code == 401
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "not within the deadline"
-        await asyncio.sleep(0.005)

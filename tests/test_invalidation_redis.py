@@ -22,7 +22,15 @@ from fastapi_stack_auth._cache import token_key
 from fastapi_stack_auth._permissions import project_key, team_key
 from fastapi_stack_auth._shared_cache import KEY_PREFIX, mac_key, seal, subject_index
 from fastapi_stack_auth._subjects import user_subject
-from tests.conftest import PROJECT_ID, SECRET_KEY, USER_ID, granted, mint_token, user_body
+from tests.conftest import (
+    PROJECT_ID,
+    SECRET_KEY,
+    USER_ID,
+    eventually,
+    granted,
+    mint_token,
+    user_body,
+)
 from tests.jwt_helpers import JwksEndpoint, KeyRing
 from tests.redis_fixtures import RedisServer
 
@@ -42,16 +50,6 @@ def grants(mock_api: respx.MockRouter) -> respx.Route:
     """Stack granting every team and project permission asked about."""
     mock_api.get("/project-permissions").mock(side_effect=granted)
     return mock_api.get("/team-permissions").mock(side_effect=granted)
-
-
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll ``predicate`` until it holds, failing after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.005)
 
 
 def entry_key(kind: str, key: str | bytes) -> bytes:
