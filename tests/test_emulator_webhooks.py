@@ -36,7 +36,9 @@ from fastapi_stack_auth.emulator import (
 )
 from fastapi_stack_auth.emulator._banner import banner
 from fastapi_stack_auth.emulator._cli import main
+from fastapi_stack_auth.emulator._webhook_records import check_webhook_secret
 from fastapi_stack_auth.testing import EmulatedStack
+from fastapi_stack_auth.webhooks._settings import secret_key
 from tests.emulator_helpers import (
     ADMIN,
     OTHER_PROJECT_ID,
@@ -752,6 +754,17 @@ def test_bad_webhook_flags(
     err = capsys.readouterr().err
     assert message in err
     assert "s3cr3t" not in err  # a secret is never echoed
+
+
+@pytest.mark.parametrize(("size", "ok"), [(23, False), (24, True), (75, True), (76, False)])
+def test_the_emulator_takes_the_secrets_svix_and_the_library_take(size: int, ok: bool) -> None:
+    secret = "whsec_" + base64.b64encode(bytes(range(size))).decode()
+    for check in (check_webhook_secret, secret_key):
+        if ok:
+            check(secret)
+        else:
+            with pytest.raises(ValueError, match="byte"):
+                check(secret)
 
 
 def test_a_timeout_of_zero_is_refused(capsys: pytest.CaptureFixture[str]) -> None:

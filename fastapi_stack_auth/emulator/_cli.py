@@ -114,7 +114,7 @@ def _add_webhook_options(parser: argparse.ArgumentParser) -> None:
         "--webhook-secret",
         type=_argument(check_webhook_secret),
         metavar="whsec_...",
-        help="the webhooks' signing secret: whsec_ and the base64 of 24 to 64 bytes "
+        help="the webhooks' signing secret: whsec_ and the base64 of 24 to 75 bytes "
         "(default: a random one, printed in the banner)",
     )
     parser.add_argument(

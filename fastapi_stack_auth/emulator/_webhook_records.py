@@ -17,9 +17,9 @@ _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _KSUID_EPOCH = 1_400_000_000
 SECRET_PREFIX = "whsec_"
 #: Svix's server makes 24 random bytes; it accepts keys of 24 to 75 bytes (32 to 100 base64
-#: characters). The emulator takes at most 64, a narrower range than Svix's.
+#: characters), and so does the emulator.
 SECRET_BYTES = 24
-_MAX_SECRET_BYTES = 64
+_MAX_SECRET_BYTES = 75
 _MAX_URL_LENGTH = 2048
 
 DeliveryStatus = Literal["pending", "delivered", "failed", "cancelled"]
@@ -43,9 +43,9 @@ def new_webhook_secret() -> str:
 
 
 def check_webhook_secret(secret: str) -> str:
-    """``secret`` if it is ``whsec_`` and the standard base64 of 24 to 64 bytes (padding
+    """``secret`` if it is ``whsec_`` and the standard base64 of 24 to 75 bytes (padding
     optional); otherwise ``ValueError`` (whose message never repeats the secret)."""
-    problem = f"a webhook secret is {SECRET_PREFIX!r} followed by the base64 of 24 to 64 bytes"
+    problem = f"a webhook secret is {SECRET_PREFIX!r} followed by the base64 of 24 to 75 bytes"
     if not secret.startswith(SECRET_PREFIX):
         raise ValueError(problem)
     encoded = secret[len(SECRET_PREFIX) :]
