@@ -4,7 +4,6 @@ them. Nothing is mocked; a failing test leaves a screenshot in test-artefacts/."
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -21,6 +20,7 @@ import pytest
 from example_app.dev import _apply_defaults, browser_settings
 from fastapi_stack_auth.testing import EmulatedStack, StackTestUser
 from tests.browser_fixtures import ARTEFACTS, BrowserPage, DemoApp
+from tests.emulator_helpers import jwt_parts
 
 try:
     from playwright.sync_api import Page, Request, expect
@@ -238,7 +238,7 @@ def test_an_expired_access_token_is_refreshed_by_the_app(
         assert stored["refreshToken"] == session.refresh_token
         access_token = stored["accessToken"]
     assert access_token != expired
-    assert _claims(access_token)["exp"] > time.time()
+    assert jwt_parts(access_token)[1]["exp"] > time.time()
     expect(demo.page.locator("#token-expiry")).not_to_contain_text("(expired)")
     assert demo.call("me")[0] == 200  # the new token is the one sent now
 
@@ -330,11 +330,6 @@ def test_the_page_config_is_public_values_only(demo_app: DemoApp) -> None:
     assert "script-src 'self';" in policy
     assert f"connect-src 'self' {stack.url};" in policy
     assert page.headers["content-type"].startswith("text/html")
-
-
-def _claims(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 def test_make_run_gives_the_app_the_demo_pages_settings(

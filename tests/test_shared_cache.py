@@ -7,9 +7,7 @@ also checks that nothing was left unclosed: no ResourceWarning, no "Unclosed ...
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import json
 import logging
 import math
 import subprocess
@@ -44,6 +42,7 @@ from fastapi_stack_auth._shared_cache import (
 )
 from fastapi_stack_auth.models import Identity, TokenClaims
 from tests.conftest import PROJECT_ID, SECRET_KEY, USER_ID, mint_token, stack_error, user_body
+from tests.emulator_helpers import jwt_parts
 from tests.jwt_helpers import JwksEndpoint, KeyRing
 from tests.redis_fixtures import RedisServer, free_port
 
@@ -201,7 +200,7 @@ async def test_ttl_never_outlives_the_token_exp(
             value = client.get(redis_key(token))
             assert value is not None
             _, until = load_identity(value[32:])  # after the 32-byte tag
-            assert until <= _claims_of(token)["exp"]
+            assert until <= jwt_parts(token)[1]["exp"]
 
 
 async def test_ttl_is_whole_seconds_rounded_down_and_short_lives_are_not_written(
@@ -223,14 +222,6 @@ async def test_ttl_is_whole_seconds_rounded_down_and_short_lives_are_not_written
     clock.now += 30  # an entry past its time that Redis has not dropped yet is not used
     assert await shared.get(b"a" * 32) is None
     await tier.aclose()
-
-
-def _claims_of(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    claims: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    )
-    return claims
 
 
 async def test_cache_ttl_zero_writes_nothing(
@@ -512,7 +503,7 @@ async def test_a_tampered_or_foreign_entry_is_ignored(
 ) -> None:
     token = mint_token()
     forged_user = StackUser.model_validate(user_body(primary_email="attacker@example.com"))
-    forged = Identity(claims=TokenClaims.model_validate(_claims_of(token)), user=forged_user)
+    forged = Identity(claims=TokenClaims.model_validate(jwt_parts(token)[1]), user=forged_user)
     async with StackAuth(**stack_settings, cache_url=redis_url) as stack:
         assert stack.shared_tier is not None
         # Someone with write access to Redis but without our secret server key.
