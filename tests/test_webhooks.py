@@ -49,6 +49,7 @@ from fastapi_stack_auth.webhooks import (
     sign_webhook,
 )
 from fastapi_stack_auth.webhooks._dedupe import RecentDeliveries, Seen
+from tests.conftest import USER_ID
 
 pytest_plugins = ["fastapi_stack_auth.testing"]
 
@@ -66,7 +67,6 @@ VERIFICATION_FAILED = {
     "detail": "Webhook verification failed",
     "code": "WEBHOOK_VERIFICATION_FAILED",
 }
-USER_ID = "3f5c8e21-7a4b-4c9d-8e2f-1a6b3c4d5e6f"
 TEAM_ID = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"
 
 
