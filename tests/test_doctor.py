@@ -64,6 +64,12 @@ class Report:
     def statuses(self) -> dict[str, str]:
         return {name: status for name, (status, _) in self.lines.items()}
 
+    def assert_fails(self, name: str, detail_start: str) -> None:
+        """The run failed on check ``name``, whose detail starts with ``detail_start``."""
+        assert self.code == 1
+        assert self.status(name) == "FAIL"
+        assert self.detail(name).startswith(detail_start)
+
     def assert_hides(self, *values: str) -> None:
         for value in values:
             assert value not in self.text
@@ -140,11 +146,10 @@ async def test_wrong_secret_key(stack_emulator: EmulatedStack, env: Callable[...
     wrong = f"ssk_test_{secrets.token_hex(16)}"
     env(secret_server_key=wrong)
     report = await run()
-    assert report.code == 1
-    assert report.status("secret key") == "FAIL"
-    assert report.detail("secret key").startswith(
+    report.assert_fails(
+        "secret key",
         "STACK_SECRET_SERVER_KEY was refused by Stack Auth (code INVALID_SECRET_SERVER_KEY): "
-        "copy it again from the dashboard"
+        "copy it again from the dashboard",
     )
     others = {name: status for name, status in report.statuses().items() if name != "secret key"}
     assert set(others.values()) == {"PASS", "SKIP"}
@@ -170,11 +175,10 @@ async def test_wrong_project_id_skips_what_needs_the_project(env: Callable[..., 
     project_id = str(uuid.uuid4())
     env(project_id=project_id)
     report = await run()
-    assert report.code == 1
-    assert report.status("project") == "FAIL"
-    assert report.detail("project").startswith(
+    report.assert_fails(
+        "project",
         f"Stack Auth has no project {project_id} (code CURRENT_PROJECT_NOT_FOUND): copy "
-        "STACK_PROJECT_ID again"
+        "STACK_PROJECT_ID again",
     )
     assert report.status("api") == report.status("clock") == "PASS"
     for name in ("secret key", "publishable key", "jwks"):
@@ -185,10 +189,8 @@ async def test_closed_port(stack_emulator: EmulatedStack, env: Callable[..., Non
     port = free_port()
     env(api_url=f"http://127.0.0.1:{port}")
     report = await run()
-    assert report.code == 1
-    assert report.status("api") == "FAIL"
-    assert report.detail("api").startswith(
-        f"cannot connect to 127.0.0.1:{port} (ConnectError): is STACK_API_URL right"
+    report.assert_fails(
+        "api", f"cannot connect to 127.0.0.1:{port} (ConnectError): is STACK_API_URL right"
     )
     for name in AFTER_API:
         assert report.status(name) == "SKIP", name
@@ -299,9 +301,7 @@ async def test_redis_on_a_closed_port(env: Callable[..., None]) -> None:
     port, password = free_port(), secrets.token_hex(12)
     env(cache_url=f"redis://:{password}@127.0.0.1:{port}/0")
     report = await run()
-    assert report.code == 1
-    assert report.status("redis") == "FAIL"
-    assert report.detail("redis").startswith(f"cannot use Redis at 127.0.0.1:{port} (")
+    report.assert_fails("redis", f"cannot use Redis at 127.0.0.1:{port} (")
     assert report.detail("redis").endswith("is it running, and is STACK_CACHE_URL right?")
     assert {report.status(name) for name in NAMES if name != "redis"} <= {"PASS", "SKIP"}
     report.assert_hides(password)
@@ -345,11 +345,7 @@ async def test_malformed_webhook_secret(env: Callable[..., None], value: str, pr
     good = webhook_secret()
     env(webhook_secret=f"{good} {value}")
     report = await run()
-    assert report.code == 1
-    assert report.status("webhook secret") == "FAIL"
-    assert report.detail("webhook secret").startswith(
-        f"STACK_WEBHOOK_SECRET (secret 2 of 2) {problem}"
-    )
+    report.assert_fails("webhook secret", f"STACK_WEBHOOK_SECRET (secret 2 of 2) {problem}")
     report.assert_hides(good, value)
     assert webhook_secret_problem(value) is not None
     assert webhook_secret_problem(good) is None
