@@ -5,19 +5,16 @@ them. Nothing is mocked; a failing test leaves a screenshot in test-artefacts/."
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
 
-from example_app.dev import _apply_defaults, browser_settings
 from fastapi_stack_auth.testing import EmulatedStack, StackTestUser
 from tests.browser_fixtures import ARTEFACTS, BrowserPage, DemoApp
 from tests.emulator_helpers import jwt_parts
@@ -330,24 +327,3 @@ def test_the_page_config_is_public_values_only(demo_app: DemoApp) -> None:
     assert "script-src 'self';" in policy
     assert f"connect-src 'self' {stack.url};" in policy
     assert page.headers["content-type"].startswith("text/html")
-
-
-def test_make_run_gives_the_app_the_demo_pages_settings(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    assert browser_settings("127.0.0.1", 8000) == {
-        "STACK_COOKIES": "true",
-        "STACK_SILENT_REFRESH": "true",
-        "STACK_TRUSTED_ORIGINS": "http://127.0.0.1:8000,http://localhost:8000",
-    }
-    assert browser_settings("::1", 9000)["STACK_TRUSTED_ORIGINS"] == "http://[::1]:9000"
-    # A value set in the environment or in .env wins over make run's.
-    env_file = tmp_path / ".env"
-    env_file.write_text("STACK_SILENT_REFRESH=false\n")
-    monkeypatch.setenv("STACK_COOKIES", "false")
-    monkeypatch.setenv("STACK_TRUSTED_ORIGINS", "")  # so that monkeypatch removes it again
-    monkeypatch.delenv("STACK_TRUSTED_ORIGINS")
-    _apply_defaults(browser_settings("127.0.0.1", 8000), env_file)
-    assert os.environ["STACK_COOKIES"] == "false"
-    assert "STACK_SILENT_REFRESH" not in os.environ
-    assert os.environ["STACK_TRUSTED_ORIGINS"].startswith("http://127.0.0.1:8000")

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from example_app.dev import stack_settings_present
+from example_app.dev import _apply_defaults, browser_settings, stack_settings_present
 from fastapi_stack_auth.emulator import (
     DEFAULT_PROJECT_ID,
     DEFAULT_SECRET_SERVER_KEY,
@@ -365,3 +365,24 @@ def test_the_emulator_works_in_process_without_uvicorn() -> None:
     status, message = result.stdout.splitlines()
     assert status == "200"
     assert "pip install 'fastapi-stack-auth[testing]'" in message
+
+
+def test_make_run_gives_the_app_the_demo_pages_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert browser_settings("127.0.0.1", 8000) == {
+        "STACK_COOKIES": "true",
+        "STACK_SILENT_REFRESH": "true",
+        "STACK_TRUSTED_ORIGINS": "http://127.0.0.1:8000,http://localhost:8000",
+    }
+    assert browser_settings("::1", 9000)["STACK_TRUSTED_ORIGINS"] == "http://[::1]:9000"
+    # A value set in the environment or in .env wins over make run's.
+    env_file = tmp_path / ".env"
+    env_file.write_text("STACK_SILENT_REFRESH=false\n")
+    monkeypatch.setenv("STACK_COOKIES", "false")
+    monkeypatch.setenv("STACK_TRUSTED_ORIGINS", "")  # so that monkeypatch removes it again
+    monkeypatch.delenv("STACK_TRUSTED_ORIGINS")
+    _apply_defaults(browser_settings("127.0.0.1", 8000), env_file)
+    assert os.environ["STACK_COOKIES"] == "false"
+    assert "STACK_SILENT_REFRESH" not in os.environ
+    assert os.environ["STACK_TRUSTED_ORIGINS"].startswith("http://127.0.0.1:8000")
